@@ -1,0 +1,1 @@
+//! Talis RPC request and response types (wire contract), built on talis-core.

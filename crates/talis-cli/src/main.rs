@@ -1,0 +1,3 @@
+//! The talis command-line interface.
+
+fn main() {}

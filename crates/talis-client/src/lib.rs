@@ -1,0 +1,1 @@
+//! Typed async Rust client for the Talis API.

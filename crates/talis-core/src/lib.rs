@@ -1,0 +1,1 @@
+//! Talis domain: models, enums, validation, status state machines, SQL access.

@@ -1,0 +1,3 @@
+//! Spin-compatible local host for Spin HTTP components (wasmtime).
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! Cloud provider clients (DigitalOcean API v2) behind a provider trait.

@@ -1,0 +1,1 @@
+//! The Talis RPC API as a Spin HTTP component.

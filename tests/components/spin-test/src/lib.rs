@@ -1,0 +1,1 @@
+//! Test component exercising the Spin host: routing, headers, SQLite, variables, outbound HTTP, traps.

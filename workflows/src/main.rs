@@ -1,0 +1,3 @@
+//! Restate durable workflows executing Talis tasks.
+
+fn main() {}
