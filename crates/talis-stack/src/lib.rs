@@ -2,7 +2,11 @@
 //! end-to-end tests, the benchmarks and `cargo xtask up`. One place knows how each process is
 //! started, where its binary lives and when it is ready.
 
+pub mod fakecloud;
+pub mod host;
 pub mod process;
+pub mod restate;
+pub mod workflows;
 
 use std::path::PathBuf;
 

@@ -1,6 +1,11 @@
 //! `cargo xtask bench <which>`: benchmarks that print numbers and ratios.
 
-use anyhow::{Result, bail};
+mod api;
+mod e2e;
+mod fakecloud;
+mod host;
+
+use anyhow::Result;
 use clap::Subcommand;
 
 #[derive(Subcommand, Clone, Copy)]
@@ -17,6 +22,9 @@ pub enum Which {
 
 pub fn run(which: Which) -> Result<()> {
     match which {
-        Which::Host | Which::Api | Which::Fakecloud | Which::E2e => bail!("not implemented yet"),
+        Which::Host => host::run(),
+        Which::Api => api::run(),
+        Which::Fakecloud => fakecloud::run(),
+        Which::E2e => e2e::run(),
     }
 }

@@ -1,0 +1,1 @@
+//! Starting `fakecloud` as a supervised process (see `process`).

@@ -1,0 +1,1 @@
+//! Starting `host` as a supervised process (see `process`).

@@ -1,0 +1,1 @@
+//! Starting `restate` as a supervised process (see `process`).

@@ -1,0 +1,1 @@
+//! Starting `workflows` as a supervised process (see `process`).

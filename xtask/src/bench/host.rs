@@ -1,0 +1,7 @@
+//! `cargo xtask bench host`.
+
+use anyhow::{Result, bail};
+
+pub fn run() -> Result<()> {
+    bail!("not implemented yet")
+}
