@@ -4,6 +4,7 @@
 
 pub mod fakecloud;
 pub mod host;
+pub mod ports;
 pub mod process;
 pub mod restate;
 pub mod workflows;

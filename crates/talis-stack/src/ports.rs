@@ -1,0 +1,15 @@
+//! Default local ports of `cargo xtask up` and the deploy manifests: the one place they are named.
+//! Tests use free ports instead (`free_port`), so parallel runs never collide with a running stack.
+
+/// The Spin app (talis-host or `spin up`): the Talis API.
+pub const API: u16 = 3000;
+/// The fake cloud (DigitalOcean API v2 subset).
+pub const FAKECLOUD: u16 = 3100;
+/// The workflows service endpoint (h2c), registered with Restate as a deployment.
+pub const WORKFLOWS: u16 = 9080;
+/// Restate ingress: where the API triggers workflows.
+pub const RESTATE_INGRESS: u16 = 8080;
+/// Restate admin API; the web UI is served under `/ui/`.
+pub const RESTATE_ADMIN: u16 = 9070;
+/// Restate node-to-node port.
+pub const RESTATE_NODE: u16 = 5122;
