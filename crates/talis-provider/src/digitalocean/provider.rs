@@ -1,0 +1,287 @@
+//! [`Provider`] for DigitalOcean: idempotency by tags.
+//!
+//! A droplet belongs to an instance when it carries `talis-instance-<id>`. Multi-create cannot
+//! give each droplet its own tag, so a batch is created with the shared tags (`talis`,
+//! `talis-project-<id>`) and each new droplet is tagged right after. A crash in between leaves
+//! a droplet with the project tag and the instance's name but no instance tag: the next
+//! `ensure_machines` adopts it (tags it) instead of creating another.
+
+use std::collections::{HashMap, HashSet};
+
+use async_trait::async_trait;
+
+use super::api::{self, Droplet, DropletCreate, VolumeCreate};
+use super::{DigitalOcean, MAX_BATCH, backoff};
+use crate::error::{Error, Result};
+use crate::model::{Machine, MachineBatch, MachineStatus, Volume, VolumeSpec};
+use crate::provider::Provider;
+use crate::tags;
+
+impl DigitalOcean {
+    /// Retries a whole look-up-then-act `op` on retryable errors: the look-up makes a repeat
+    /// safe even when a previous attempt's answer was lost.
+    async fn with_ensure_retries<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let attempts = self.config.ensure_attempts.max(1);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_retryable() && attempt < attempts => {
+                    let wait = e
+                        .retry_after()
+                        .unwrap_or_else(|| backoff(self.config.backoff, attempt));
+                    tracing::debug!(%e, ?wait, attempt, "{what}: retrying after a look-up");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn try_ensure_machines(&self, batch: &MachineBatch) -> Result<Vec<Machine>> {
+        let existing = self
+            .list_droplets(Some(&tags::project(&batch.project_id)))
+            .await?;
+        let mut found: HashMap<&str, Droplet> = HashMap::new();
+        let mut missing = Vec::new();
+        for m in &batch.members {
+            let itag = tags::instance(&m.instance_id);
+            let tagged: Vec<&Droplet> =
+                existing.iter().filter(|d| d.tags.contains(&itag)).collect();
+            if tagged.len() > 1 {
+                return Err(Error::Conflict(format!(
+                    "{} droplets carry tag {itag}",
+                    tagged.len()
+                )));
+            }
+            if let Some(d) = tagged.first() {
+                found.insert(&m.instance_id, (*d).clone());
+                continue;
+            }
+            // Left untagged by a crash after create: adopt the oldest with this name.
+            let untagged = existing
+                .iter()
+                .filter(|d| {
+                    d.name == m.name && !d.tags.iter().any(|t| tags::instance_id(t).is_some())
+                })
+                .min_by_key(|d| d.id);
+            match untagged {
+                Some(d) => {
+                    self.tag_droplets(&itag, &[d.id]).await?;
+                    let mut d = d.clone();
+                    d.tags.push(itag);
+                    found.insert(&m.instance_id, d);
+                }
+                None => missing.push(m),
+            }
+        }
+        if !missing.is_empty() {
+            let mut req = DropletCreate {
+                region: batch.region.clone(),
+                size: batch.size.clone(),
+                image: batch.image.clone(),
+                ssh_keys: batch.ssh_keys.iter().map(|k| api::ssh_key_ref(k)).collect(),
+                tags: batch.shared_tags(),
+                user_data: batch.user_data.clone(),
+                ..Default::default()
+            };
+            if let [only] = missing.as_slice() {
+                // A single create carries its instance tag directly: no window to cover.
+                req.name = Some(only.name.clone());
+                req.tags.push(tags::instance(&only.instance_id));
+            } else {
+                req.names = Some(missing.iter().map(|m| m.name.clone()).collect());
+            }
+            let created = self.create_droplets(&req).await?;
+            for m in &missing {
+                let itag = tags::instance(&m.instance_id);
+                let mut d = created
+                    .iter()
+                    .find(|d| d.name == m.name)
+                    .cloned()
+                    .ok_or_else(|| {
+                        Error::Decode(format!("create answer lacks droplet {:?}", m.name))
+                    })?;
+                if !d.tags.contains(&itag) {
+                    self.tag_droplets(&itag, &[d.id]).await?;
+                    d.tags.push(itag);
+                }
+                found.insert(&m.instance_id, d);
+            }
+        }
+        batch
+            .members
+            .iter()
+            .map(|m| {
+                found
+                    .remove(m.instance_id.as_str())
+                    .map(machine)
+                    .ok_or_else(|| Error::Conflict(format!("no droplet for {}", m.instance_id)))
+            })
+            .collect()
+    }
+
+    async fn try_ensure_volume(&self, spec: &VolumeSpec) -> Result<Volume> {
+        let existing = self
+            .list_volumes(Some(&spec.name), Some(&spec.region))
+            .await?;
+        if let Some(v) = existing.into_iter().next() {
+            return Ok(volume(v));
+        }
+        let v = self
+            .create_volume(&VolumeCreate {
+                name: spec.name.clone(),
+                size_gigabytes: spec.size_gigabytes,
+                region: spec.region.clone(),
+                filesystem_type: spec.filesystem_type.clone(),
+                tags: spec.tags(),
+            })
+            .await?;
+        Ok(volume(v))
+    }
+}
+
+#[async_trait]
+impl Provider for DigitalOcean {
+    fn kind(&self) -> &'static str {
+        "digitalocean"
+    }
+
+    fn max_batch(&self) -> usize {
+        MAX_BATCH
+    }
+
+    async fn ensure_machines(&self, batch: &MachineBatch) -> Result<Vec<Machine>> {
+        batch.validate(MAX_BATCH)?;
+        self.with_ensure_retries("ensure machines", || self.try_ensure_machines(batch))
+            .await
+    }
+
+    async fn find_machine(&self, instance_id: &str) -> Result<Option<Machine>> {
+        let mut found = self
+            .list_droplets(Some(&tags::instance(instance_id)))
+            .await?;
+        if found.len() > 1 {
+            return Err(Error::Conflict(format!(
+                "{} droplets carry the tag of instance {instance_id}",
+                found.len()
+            )));
+        }
+        Ok(found.pop().map(machine))
+    }
+
+    async fn list_project(&self, project_id: &str) -> Result<Vec<Machine>> {
+        let ds = self.list_droplets(Some(&tags::project(project_id))).await?;
+        Ok(ds.into_iter().map(machine).collect())
+    }
+
+    async fn delete_machine(&self, instance_id: &str) -> Result<()> {
+        self.delete_droplets_by_tag(&tags::instance(instance_id))
+            .await
+    }
+
+    async fn delete_project(&self, project_id: &str) -> Result<()> {
+        self.delete_droplets_by_tag(&tags::project(project_id))
+            .await
+    }
+
+    async fn ensure_volume(&self, spec: &VolumeSpec) -> Result<Volume> {
+        spec.validate()?;
+        self.with_ensure_retries("ensure volume", || self.try_ensure_volume(spec))
+            .await
+    }
+
+    async fn attach_volume(&self, volume_ref: &str, machine_ref: &str) -> Result<()> {
+        let droplet_id: u64 = machine_ref
+            .parse()
+            .map_err(|_| Error::invalid("machine_ref", "not a droplet id"))?;
+        self.with_ensure_retries("attach volume", || async {
+            let v = self
+                .get_volume(volume_ref)
+                .await?
+                .ok_or_else(|| Error::invalid("volume_ref", format!("no volume {volume_ref}")))?;
+            if v.droplet_ids.contains(&droplet_id) {
+                return Ok(());
+            }
+            self.volume_action(volume_ref, "attach", droplet_id, &v.region.slug)
+                .await
+                .map(drop)
+        })
+        .await
+    }
+
+    async fn delete_volumes(&self, instance_id: &str) -> Result<()> {
+        let itag = tags::instance(instance_id);
+        self.with_ensure_retries("delete volumes", || async {
+            let all = self.list_volumes(None, None).await?;
+            for v in all.into_iter().filter(|v| v.tags.contains(&itag)) {
+                for d in &v.droplet_ids {
+                    self.volume_action(&v.id, "detach", *d, &v.region.slug)
+                        .await?;
+                }
+                self.delete_volume(&v.id).await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_orphans(&self, live_instances: &HashSet<String>) -> Result<Vec<Machine>> {
+        let all = self.list_droplets(Some(tags::TALIS)).await?;
+        Ok(all
+            .into_iter()
+            .map(machine)
+            .filter(|m| {
+                m.instance_id
+                    .as_ref()
+                    .is_none_or(|id| !live_instances.contains(id))
+            })
+            .collect())
+    }
+}
+
+fn machine(d: Droplet) -> Machine {
+    let status = match d.status.as_str() {
+        "new" => MachineStatus::New,
+        "active" => MachineStatus::Active,
+        "off" => MachineStatus::Off,
+        "archive" => MachineStatus::Archived,
+        _ => MachineStatus::Unknown,
+    };
+    Machine {
+        provider_ref: d.id.to_string(),
+        public_ip: d.public_ipv4().map(str::to_string),
+        instance_id: d
+            .tags
+            .iter()
+            .find_map(|t| tags::instance_id(t))
+            .map(str::to_string),
+        project_id: d
+            .tags
+            .iter()
+            .find_map(|t| tags::project_id(t))
+            .map(str::to_string),
+        name: d.name,
+        status,
+        region: d.region.slug,
+        size: d.size_slug,
+        tags: d.tags,
+        volume_ids: d.volume_ids,
+    }
+}
+
+fn volume(v: api::Volume) -> Volume {
+    Volume {
+        provider_ref: v.id,
+        name: v.name,
+        region: v.region.slug,
+        size_gigabytes: v.size_gigabytes,
+        attached_to: v.droplet_ids.iter().map(u64::to_string).collect(),
+        tags: v.tags,
+    }
+}
