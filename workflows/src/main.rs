@@ -1,3 +1,62 @@
-//! Restate durable workflows executing Talis tasks.
+//! `talis-workflows`: the Restate service endpoint (h2c) executing Talis tasks as durable
+//! workflows. Configuration comes from the environment (see [`config::Config`]).
 
-fn main() {}
+use anyhow::{Context, Result};
+use clap::Parser;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use restate_sdk::prelude::*;
+use tracing::{info, warn};
+
+use talis_workflows::config::Config;
+use talis_workflows::{App, TaskWorkflow};
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,restate_sdk=warn".into()),
+        )
+        .with_ansi(false)
+        .init();
+    let config = Config::parse();
+    let listen = config.listen;
+    let app = App::new(config)?;
+    let endpoint =
+        restate_sdk::hyper::HyperEndpoint::new(Endpoint::builder().bind(TaskWorkflow(app)).build());
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    info!("talis-workflows listening on {}", listener.local_addr()?);
+    // The SDK's own server leaves Nagle on, which costs ~45 ms per journal round trip; accept
+    // connections here and serve h2c with TCP_NODELAY.
+    loop {
+        let (stream, remote) = tokio::select! {
+            r = listener.accept() => r?,
+            _ = shutdown_signal() => {
+                info!("shutting down");
+                return Ok(());
+            }
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            warn!("set_nodelay for {remote}: {e}");
+        }
+        let endpoint = endpoint.clone();
+        tokio::spawn(async move {
+            let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), endpoint);
+            if let Err(e) = conn.await {
+                warn!("connection from {remote}: {e}");
+            }
+        });
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

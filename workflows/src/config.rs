@@ -1,0 +1,54 @@
+//! Environment configuration of the workflows service. Secrets are read here and never logged.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Clone, clap::Parser)]
+#[command(
+    name = "talis-workflows",
+    about = "Talis durable task workflows (Restate service endpoint)"
+)]
+pub struct Config {
+    /// Address of the h2c endpoint Restate invokes.
+    #[arg(long, env = "WORKFLOWS_LISTEN", default_value = "127.0.0.1:9080")]
+    pub listen: SocketAddr,
+    /// Base URL of the Talis API component (internal RPC under `/internal/v1/`).
+    #[arg(long, env = "TALIS_API_URL", default_value = "http://127.0.0.1:3000")]
+    pub api_url: String,
+    /// Shared secret of the internal RPC (the component's `internal_secret` variable).
+    #[arg(long, env = "TALIS_INTERNAL_SECRET", hide_env_values = true)]
+    pub internal_secret: String,
+    /// Base URL machines phone home to (the component's `public_url`); defaults to the API URL.
+    #[arg(long, env = "TALIS_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// DigitalOcean API base URL (the fake cloud locally).
+    #[arg(
+        long,
+        env = "DIGITALOCEAN_API_URL",
+        default_value = "https://api.digitalocean.com"
+    )]
+    pub do_api_url: String,
+    /// DigitalOcean API token.
+    #[arg(long, env = "DIGITALOCEAN_TOKEN", hide_env_values = true)]
+    pub do_token: String,
+    /// How long a machine may take from creation to phone-home before it is failed and destroyed.
+    #[arg(long, env = "TALIS_PROVISION_TIMEOUT_SECS", default_value_t = 900)]
+    pub provision_timeout_secs: u64,
+    /// Longest pause between two project-wide status polls (polls start fast and back off).
+    #[arg(long, env = "TALIS_POLL_MAX_MS", default_value_t = 5000)]
+    pub poll_max_ms: u64,
+}
+
+impl Config {
+    pub fn provision_timeout(&self) -> Duration {
+        Duration::from_secs(self.provision_timeout_secs)
+    }
+
+    pub fn poll_max(&self) -> Duration {
+        Duration::from_millis(self.poll_max_ms)
+    }
+
+    pub fn public_url(&self) -> &str {
+        self.public_url.as_deref().unwrap_or(&self.api_url)
+    }
+}

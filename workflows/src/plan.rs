@@ -1,0 +1,320 @@
+//! Pure planning logic of a task, tested natively: what the claimed task asks for (kept small,
+//! because it is journaled), how instances group into provider batches, the cloud-init script
+//! with its phone-home line, and the per-instance summary the task finishes with.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// What a task does (the component's `tasks.action`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    CreateInstances,
+    TerminateInstances,
+    DeleteProject,
+}
+
+/// The claimed task as the workflow journals it: ids and specs, never provider JSON.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub task_id: String,
+    pub project_id: String,
+    pub action: Action,
+    /// Task status as claimed; a terminal one means there is nothing left to do.
+    pub task_status: String,
+    /// URL machines POST to when their script has finished (per task: DO shares user_data
+    /// across a multi-create, so it cannot name the instance; the body names the machine).
+    pub phone_home_url: Option<String>,
+    pub instances: Vec<Inst>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inst {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub provider: String,
+    #[serde(default)]
+    pub region: String,
+    #[serde(default)]
+    pub size: String,
+    #[serde(default)]
+    pub image: String,
+    #[serde(default)]
+    pub ssh_keys: Vec<String>,
+    /// User tags (provider-valid ones only are forwarded).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub volumes: Vec<Vol>,
+    /// Provisioning script run by cloud-init.
+    #[serde(default)]
+    pub payload: Option<String>,
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub provider_ref: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vol {
+    pub name: String,
+    pub size_gb: u32,
+    #[serde(default)]
+    pub filesystem_type: Option<String>,
+}
+
+impl Inst {
+    /// Instances that still need a machine (a re-run after a crash skips finished ones).
+    pub fn needs_machine(&self) -> bool {
+        matches!(
+            self.status.as_str(),
+            "" | "pending" | "unknown" | "created" | "provisioning"
+        )
+    }
+}
+
+/// Instances that can share one create call: same shape and same script.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Batch {
+    pub region: String,
+    pub size: String,
+    pub image: String,
+    pub ssh_keys: Vec<String>,
+    pub tags: Vec<String>,
+    pub user_data: String,
+    /// Indexes into `Plan::instances`.
+    pub members: Vec<usize>,
+}
+
+/// Groups `indexes` of `plan.instances` by shape and script, then chunks each group by
+/// `max_batch` (DigitalOcean: 10 names per create). Deterministic: replays see the same batches.
+pub fn batches(plan: &Plan, indexes: &[usize], max_batch: usize) -> Vec<Batch> {
+    type Key<'a> = (&'a str, &'a str, &'a str, &'a [String], Vec<String>, String);
+    let mut groups: BTreeMap<Key<'_>, Vec<usize>> = BTreeMap::new();
+    for &i in indexes {
+        let inst = &plan.instances[i];
+        let tags = provider_tags(&inst.tags);
+        let ud = user_data(inst.payload.as_deref(), plan.phone_home_url.as_deref());
+        groups
+            .entry((
+                &inst.region,
+                &inst.size,
+                &inst.image,
+                &inst.ssh_keys,
+                tags,
+                ud,
+            ))
+            .or_default()
+            .push(i);
+    }
+    let mut out = Vec::new();
+    for ((region, size, image, ssh_keys, tags, user_data), members) in groups {
+        for chunk in members.chunks(max_batch.max(1)) {
+            out.push(Batch {
+                region: region.to_string(),
+                size: size.to_string(),
+                image: image.to_string(),
+                ssh_keys: ssh_keys.to_vec(),
+                tags: tags.clone(),
+                user_data: user_data.clone(),
+                members: chunk.to_vec(),
+            });
+        }
+    }
+    out
+}
+
+/// User tags the provider accepts (DO: letters, digits, ':', '-', '_'); `k=v` becomes `k:v`.
+fn provider_tags(tags: &[String]) -> Vec<String> {
+    let mut t: Vec<String> = tags
+        .iter()
+        .map(|t| t.replace('=', ":"))
+        .filter(|t| talis_provider::tags::is_valid(t))
+        .collect();
+    t.sort();
+    t.dedup();
+    t
+}
+
+/// Marker line the fake cloud (and operators) look for; the contract of ARCHITECTURE.md.
+pub const PHONE_HOME_MARKER: &str = "# talis-phone-home: ";
+
+/// The cloud-init script: the payload, then a phone-home POST naming the machine. Without a
+/// phone-home URL (no public URL configured) the payload runs as is and readiness comes from
+/// polling alone.
+pub fn user_data(payload: Option<&str>, phone_home_url: Option<&str>) -> String {
+    let mut s = String::from("#!/bin/sh\n");
+    if let Some(url) = phone_home_url {
+        s.push_str(PHONE_HOME_MARKER);
+        s.push_str(url);
+        s.push('\n');
+    }
+    if let Some(p) = payload.filter(|p| !p.trim().is_empty()) {
+        // Run the payload in its own shell so its `exit` cannot skip the phone-home.
+        s.push_str("cat > /var/lib/talis-payload.sh <<'TALIS_PAYLOAD_EOF'\n");
+        s.push_str(p);
+        if !p.ends_with('\n') {
+            s.push('\n');
+        }
+        s.push_str("TALIS_PAYLOAD_EOF\n");
+        s.push_str("if sh /var/lib/talis-payload.sh; then status=ok; else status=failed; fi\n");
+    } else {
+        s.push_str("status=ok\n");
+    }
+    if let Some(url) = phone_home_url {
+        s.push_str(
+            "id=$(curl -fsS http://169.254.169.254/metadata/v1/id)\n\
+             ip=$(curl -fsS http://169.254.169.254/metadata/v1/interfaces/public/0/ipv4/address)\n",
+        );
+        s.push_str(&format!(
+            "curl -fsS --retry 20 --retry-all-errors -X POST -H 'content-type: application/json' \
+             -d \"{{\\\"droplet_id\\\": $id, \\\"public_ip\\\": \\\"$ip\\\", \\\"status\\\": \\\"$status\\\"}}\" \
+             '{url}'\n"
+        ));
+    }
+    s
+}
+
+/// Final state of one instance in a task, as the task's result lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceOutcome {
+    pub instance_id: String,
+    pub name: String,
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_ref: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The task's result: counts by status plus every instance's outcome.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub total: usize,
+    pub counts: BTreeMap<String, usize>,
+    pub instances: Vec<InstanceOutcome>,
+}
+
+impl Summary {
+    pub fn new(instances: Vec<InstanceOutcome>) -> Self {
+        let mut counts = BTreeMap::new();
+        for o in &instances {
+            *counts.entry(o.status.clone()).or_insert(0) += 1;
+        }
+        Self {
+            total: instances.len(),
+            counts,
+            instances,
+        }
+    }
+
+    /// Task status: completed when every instance reached `want`, failed otherwise.
+    pub fn task_status(&self, want: &str) -> &'static str {
+        if self.instances.iter().all(|o| o.status == want) {
+            "completed"
+        } else {
+            "failed"
+        }
+    }
+
+    /// A one-line error for a failed task (first failure and the number of failures).
+    pub fn error(&self, want: &str) -> Option<String> {
+        let bad: Vec<&InstanceOutcome> =
+            self.instances.iter().filter(|o| o.status != want).collect();
+        let first = bad.first()?;
+        Some(format!(
+            "{} of {} instances did not reach {want}; first: {} ({}): {}",
+            bad.len(),
+            self.total,
+            first.name,
+            first.status,
+            first.error.as_deref().unwrap_or("no detail")
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inst(i: usize, region: &str, payload: Option<&str>) -> Inst {
+        Inst {
+            id: format!("i{i}"),
+            name: format!("web-{i}"),
+            provider: "digitalocean".into(),
+            region: region.into(),
+            size: "s-1vcpu-1gb".into(),
+            image: "ubuntu-24-04-x64".into(),
+            ssh_keys: vec![],
+            tags: vec!["env=prod".into(), "bad tag".into()],
+            volumes: vec![],
+            payload: payload.map(str::to_string),
+            status: "pending".into(),
+            provider_ref: None,
+        }
+    }
+
+    fn plan(instances: Vec<Inst>) -> Plan {
+        Plan {
+            task_id: "t1".into(),
+            project_id: "p1".into(),
+            action: Action::CreateInstances,
+            task_status: "running".into(),
+            phone_home_url: Some("http://api/v1/phone-home/t1?token=x".into()),
+            instances,
+        }
+    }
+
+    #[test]
+    fn batches_chunk_by_ten_and_split_by_shape_and_script() {
+        let mut v: Vec<Inst> = (0..23).map(|i| inst(i, "nyc3", None)).collect();
+        v.push(inst(23, "ams3", None));
+        v.push(inst(24, "nyc3", Some("echo hi")));
+        let p = plan(v);
+        let all: Vec<usize> = (0..p.instances.len()).collect();
+        let b = batches(&p, &all, 10);
+        let sizes: Vec<usize> = b.iter().map(|b| b.members.len()).collect();
+        assert_eq!(sizes.iter().sum::<usize>(), 25);
+        assert!(sizes.iter().all(|&n| n <= 10));
+        assert_eq!(b.len(), 5, "{sizes:?}"); // ams3, nyc3 10+10+3, nyc3 with payload
+        assert!(b.iter().all(|b| b.tags == vec!["env:prod".to_string()]));
+        // deterministic
+        assert_eq!(b, batches(&p, &all, 10));
+    }
+
+    #[test]
+    fn user_data_carries_marker_payload_and_phone_home() {
+        let ud = user_data(
+            Some("apt-get install -y nginx"),
+            Some("http://x/v1/phone-home/t1"),
+        );
+        assert!(ud.starts_with("#!/bin/sh\n# talis-phone-home: http://x/v1/phone-home/t1\n"));
+        assert!(ud.contains("apt-get install -y nginx\nTALIS_PAYLOAD_EOF\n"));
+        assert!(ud.trim_end().ends_with("'http://x/v1/phone-home/t1'"));
+        let bare = user_data(None, None);
+        assert!(!bare.contains("talis-phone-home"));
+    }
+
+    #[test]
+    fn summary_counts_and_status() {
+        let o = |s: &str, e: Option<&str>| InstanceOutcome {
+            instance_id: "i".into(),
+            name: "n".into(),
+            status: s.into(),
+            provider_ref: None,
+            public_ip: None,
+            error: e.map(str::to_string),
+        };
+        let s = Summary::new(vec![o("ready", None), o("ready", None)]);
+        assert_eq!(s.task_status("ready"), "completed");
+        assert_eq!(s.error("ready"), None);
+        let s = Summary::new(vec![o("ready", None), o("failed", Some("422 bad size"))]);
+        assert_eq!(s.task_status("ready"), "failed");
+        assert_eq!(s.counts["failed"], 1);
+        assert!(s.error("ready").unwrap().contains("422 bad size"));
+    }
+}

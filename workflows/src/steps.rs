@@ -1,0 +1,494 @@
+//! The side effects of the workflow: provider and internal-RPC calls executed inside journaled
+//! `ctx.run` steps. Each returns small, id-only results and classifies its errors once:
+//! retryable (5xx, 429, timeouts, component restarting) → `HandlerError` (Restate retries the
+//! step with its policy); terminal (4xx with the provider's message) → recorded as an outcome.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::{StreamExt, stream};
+use restate_sdk::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use talis_provider::{BatchMember, MachineBatch, VolumeSpec};
+
+use crate::App;
+use crate::plan::{Action, Batch, Inst, Plan, Vol};
+use crate::rpc::RpcError;
+
+/// Concurrent calls one step makes (provider calls are additionally paced by the provider
+/// client's per-token rate limiter).
+const FAN_OUT: usize = 16;
+
+pub(crate) fn rpc_err(e: RpcError) -> HandlerError {
+    if e.is_retryable() {
+        HandlerError::from(e)
+    } else {
+        TerminalError::new_with_code(409, e.to_string()).into()
+    }
+}
+
+/// `task.claim`: the task, its project and its instances, reduced to the journaled [`Plan`].
+pub(crate) async fn claim(
+    app: Arc<App>,
+    task_id: String,
+    invocation_id: String,
+) -> HandlerResult<Json<Plan>> {
+    let v: Value = app
+        .rpc
+        .call(
+            "task.claim",
+            &json!({"task_id": task_id, "invocation_id": invocation_id}),
+        )
+        .await
+        .map_err(rpc_err)?;
+    plan_from_claim(&v, &task_id)
+        .map(Json)
+        .map_err(|e| TerminalError::new_with_code(500, format!("task.claim answer: {e}")).into())
+}
+
+fn plan_from_claim(v: &Value, task_id: &str) -> Result<Plan, String> {
+    let task = v.get("task").ok_or("missing task")?;
+    let project_id = task
+        .get("project_id")
+        .or_else(|| v.pointer("/project/id"))
+        .and_then(Value::as_str)
+        .ok_or("missing task.project_id")?
+        .to_string();
+    let action: Action = serde_json::from_value(task.get("action").cloned().unwrap_or_default())
+        .map_err(|e| format!("task.action: {e}"))?;
+    let task_status = task
+        .get("status")
+        .and_then(Value::as_str)
+        .unwrap_or("running")
+        .to_string();
+    let phone_home_url = v
+        .get("phone_home_url")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let mut instances = Vec::new();
+    for (n, i) in v
+        .get("instances")
+        .and_then(Value::as_array)
+        .ok_or("missing instances")?
+        .iter()
+        .enumerate()
+    {
+        let s = |k: &str| i.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let strings = |k: &str| -> Vec<String> {
+            i.get(k)
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| match x {
+                            Value::String(s) => Some(s.clone()),
+                            Value::Number(n) => Some(n.to_string()),
+                            _ => None,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let id = s("id");
+        if id.is_empty() {
+            return Err(format!("instances[{n}].id missing"));
+        }
+        let volumes = i
+            .get("volumes")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|vol| {
+                        Some(Vol {
+                            name: vol.get("name")?.as_str()?.to_string(),
+                            size_gb: vol
+                                .get("size_gb")
+                                .or_else(|| vol.get("size_gigabytes"))
+                                .or_else(|| vol.get("size"))
+                                .and_then(Value::as_u64)
+                                .unwrap_or(1) as u32,
+                            filesystem_type: vol
+                                .get("filesystem_type")
+                                .and_then(Value::as_str)
+                                .map(str::to_string),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        instances.push(Inst {
+            name: s("name"),
+            provider: s("provider"),
+            region: s("region"),
+            size: s("size"),
+            image: s("image"),
+            ssh_keys: strings("ssh_keys"),
+            tags: strings("tags"),
+            volumes,
+            payload: i.get("payload").and_then(Value::as_str).map(str::to_string),
+            status: s("status"),
+            provider_ref: i.get("provider_ref").and_then(|r| match r {
+                Value::String(s) if !s.is_empty() => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            }),
+            id,
+        });
+    }
+    Ok(Plan {
+        task_id: task_id.to_string(),
+        project_id,
+        action,
+        task_status,
+        phone_home_url,
+        instances,
+    })
+}
+
+/// One instance's status change, as `instance.transition` takes it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Transition {
+    pub instance_id: String,
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_ref: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volumes: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Records transitions (concurrently; each is idempotent). An illegal transition (409) means
+/// the instance moved on without us (e.g. terminated by the owner): reported, not retried.
+pub(crate) async fn record(
+    app: Arc<App>,
+    task_id: String,
+    step: String,
+    ts: Vec<Transition>,
+) -> HandlerResult<Json<Vec<String>>> {
+    let results: Vec<Result<Option<String>, RpcError>> = stream::iter(ts)
+        .map(|t| {
+            let app = app.clone();
+            let task_id = task_id.clone();
+            let step = step.clone();
+            async move {
+                let mut params = serde_json::to_value(&t).expect("transition serialises");
+                params["task_id"] = json!(task_id);
+                match app
+                    .rpc
+                    .call::<_, Value>("instance.transition", &params)
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) if !e.is_retryable() => {
+                        return Ok(Some(format!("{}: {e}", t.instance_id)));
+                    }
+                    Err(e) => return Err(e),
+                }
+                // Step history for task.get; the event key makes a replay a no-op.
+                let detail = t
+                    .error
+                    .clone()
+                    .or_else(|| t.public_ip.clone().map(|ip| format!("ip {ip}")))
+                    .or_else(|| t.provider_ref.clone().map(|r| format!("machine {r}")))
+                    .unwrap_or_default();
+                app.rpc
+                    .call::<_, Value>(
+                        "task.event",
+                        &json!({
+                            "task_id": task_id,
+                            "instance_id": t.instance_id,
+                            "step": step,
+                            "status": t.status,
+                            "detail": detail,
+                            "event_key": format!("{task_id}:{}:{step}:{}", t.instance_id, t.status),
+                        }),
+                    )
+                    .await
+                    .map(|_| None)
+                    .or_else(|e| if e.is_retryable() { Err(e) } else { Ok(None) })
+            }
+        })
+        .buffer_unordered(FAN_OUT)
+        .collect()
+        .await;
+    let mut refused = Vec::new();
+    for r in results {
+        if let Some(msg) = r.map_err(rpc_err)? {
+            refused.push(msg);
+        }
+    }
+    Ok(Json(refused))
+}
+
+pub(crate) async fn finish(
+    app: Arc<App>,
+    task_id: String,
+    status: String,
+    result: Value,
+    error: Option<String>,
+) -> HandlerResult<()> {
+    app.rpc
+        .call::<_, Value>(
+            "task.finish",
+            &json!({"task_id": task_id, "status": status, "result": result, "error": error}),
+        )
+        .await
+        .map_err(rpc_err)?;
+    Ok(())
+}
+
+/// What ensuring one instance's machine (and volumes) gave.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Ensured {
+    pub index: usize,
+    pub provider_ref: Option<String>,
+    pub volumes: Vec<String>,
+    pub error: Option<String>,
+}
+
+/// Ensures the machines of several batches (one create call per batch, by-tag idempotent) and
+/// their volumes. A terminal provider error fails the members of its batch with the provider's
+/// message; a retryable one fails the step so Restate retries it (already-made machines are
+/// found again by tag, never duplicated).
+pub(crate) async fn ensure_batches(
+    app: Arc<App>,
+    plan: Arc<Plan>,
+    batches: Vec<Batch>,
+) -> HandlerResult<Json<Vec<Ensured>>> {
+    let results: Vec<Result<Vec<Ensured>, talis_provider::Error>> = stream::iter(batches)
+        .map(|b| {
+            let app = app.clone();
+            let plan = plan.clone();
+            async move { ensure_batch(&app, &plan, b).await }
+        })
+        .buffer_unordered(FAN_OUT)
+        .collect()
+        .await;
+    let mut out = Vec::new();
+    for r in results {
+        out.extend(r.map_err(HandlerError::from)?);
+    }
+    out.sort_by_key(|e| e.index);
+    Ok(Json(out))
+}
+
+async fn ensure_batch(
+    app: &App,
+    plan: &Plan,
+    b: Batch,
+) -> Result<Vec<Ensured>, talis_provider::Error> {
+    let spec = MachineBatch {
+        project_id: plan.project_id.clone(),
+        region: b.region.clone(),
+        size: b.size.clone(),
+        image: b.image.clone(),
+        ssh_keys: b.ssh_keys.clone(),
+        user_data: Some(b.user_data.clone()),
+        extra_tags: b.tags.clone(),
+        members: b
+            .members
+            .iter()
+            .map(|&i| BatchMember {
+                instance_id: plan.instances[i].id.clone(),
+                name: plan.instances[i].name.clone(),
+            })
+            .collect(),
+    };
+    let failed = |msg: String| -> Vec<Ensured> {
+        b.members
+            .iter()
+            .map(|&index| Ensured {
+                index,
+                provider_ref: None,
+                volumes: vec![],
+                error: Some(msg.clone()),
+            })
+            .collect()
+    };
+    let machines = match app.provider.ensure_machines(&spec).await {
+        Ok(m) => m,
+        Err(e) if e.is_retryable() => return Err(e),
+        Err(e) => return Ok(failed(e.to_string())),
+    };
+    let by_instance: HashMap<Option<String>, String> = machines
+        .into_iter()
+        .map(|m| (m.instance_id, m.provider_ref))
+        .collect();
+    let mut out = Vec::with_capacity(b.members.len());
+    for &index in &b.members {
+        let inst = &plan.instances[index];
+        let Some(r) = by_instance.get(&Some(inst.id.clone())).cloned() else {
+            out.push(Ensured {
+                index,
+                provider_ref: None,
+                volumes: vec![],
+                error: Some("the provider returned no machine for this instance".into()),
+            });
+            continue;
+        };
+        match ensure_volumes(app, plan, inst, &r).await {
+            Ok(volumes) => out.push(Ensured {
+                index,
+                provider_ref: Some(r),
+                volumes,
+                error: None,
+            }),
+            Err(e) if e.is_retryable() => return Err(e),
+            Err(e) => out.push(Ensured {
+                index,
+                provider_ref: Some(r),
+                volumes: vec![],
+                error: Some(format!("volume: {e}")),
+            }),
+        }
+    }
+    Ok(out)
+}
+
+async fn ensure_volumes(
+    app: &App,
+    plan: &Plan,
+    inst: &Inst,
+    machine_ref: &str,
+) -> Result<Vec<String>, talis_provider::Error> {
+    let mut ids = Vec::new();
+    for v in &inst.volumes {
+        let vol = app
+            .provider
+            .ensure_volume(&VolumeSpec {
+                instance_id: inst.id.clone(),
+                project_id: plan.project_id.clone(),
+                name: v.name.clone(),
+                region: inst.region.clone(),
+                size_gigabytes: v.size_gb,
+                filesystem_type: v.filesystem_type.clone(),
+            })
+            .await?;
+        if !vol.attached_to.iter().any(|m| m == machine_ref) {
+            app.provider
+                .attach_volume(&vol.provider_ref, machine_ref)
+                .await?;
+        }
+        ids.push(vol.provider_ref);
+    }
+    Ok(ids)
+}
+
+/// One machine's state from a project-wide poll: only what the workflow acts on.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Seen {
+    pub provider_ref: String,
+    pub public_ip: Option<String>,
+}
+
+/// One list call (paginated) for the whole project; returns the running machines among `refs`.
+pub(crate) async fn poll_project(
+    app: Arc<App>,
+    project_id: String,
+    refs: Vec<String>,
+) -> HandlerResult<Json<Vec<Seen>>> {
+    let machines = app
+        .provider
+        .list_project(&project_id)
+        .await
+        .map_err(provider_err)?;
+    let wanted: std::collections::HashSet<String> = refs.into_iter().collect();
+    Ok(Json(
+        machines
+            .into_iter()
+            .filter(|m| m.is_running() && wanted.contains(&m.provider_ref))
+            .map(|m| Seen {
+                provider_ref: m.provider_ref,
+                public_ip: m.public_ip,
+            })
+            .collect(),
+    ))
+}
+
+pub(crate) fn provider_err(e: talis_provider::Error) -> HandlerError {
+    if e.is_retryable() {
+        HandlerError::from(e)
+    } else {
+        TerminalError::new_with_code(502, e.to_string()).into()
+    }
+}
+
+/// Destroys the machines and volumes of the given instances (by instance tag; Ok if gone).
+pub(crate) async fn destroy(app: Arc<App>, instance_ids: Vec<String>) -> HandlerResult<()> {
+    let results: Vec<Result<(), talis_provider::Error>> = stream::iter(instance_ids)
+        .map(|id| {
+            let app = app.clone();
+            async move {
+                app.provider.delete_machine(&id).await?;
+                app.provider.delete_volumes(&id).await
+            }
+        })
+        .buffer_unordered(FAN_OUT)
+        .collect()
+        .await;
+    for r in results {
+        r.map_err(provider_err)?;
+    }
+    Ok(())
+}
+
+/// Destroys everything tagged for the project; returns how many machines are still listed
+/// (deletion is asynchronous at the provider; the workflow polls until 0).
+pub(crate) async fn destroy_project(
+    app: Arc<App>,
+    project_id: String,
+    instance_ids: Vec<String>,
+) -> HandlerResult<u64> {
+    app.provider
+        .delete_project(&project_id)
+        .await
+        .map_err(provider_err)?;
+    let results: Vec<Result<(), talis_provider::Error>> = stream::iter(instance_ids)
+        .map(|id| {
+            let app = app.clone();
+            async move { app.provider.delete_volumes(&id).await }
+        })
+        .buffer_unordered(FAN_OUT)
+        .collect()
+        .await;
+    for r in results {
+        r.map_err(provider_err)?;
+    }
+    let left = app
+        .provider
+        .list_project(&project_id)
+        .await
+        .map_err(provider_err)?;
+    Ok(left.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claim_answer_becomes_a_compact_plan() {
+        let v = json!({
+            "task": {"id": "t1", "project_id": "p1", "action": "create_instances", "status": "running"},
+            "project": {"id": "p1", "name": "demo"},
+            "phone_home_url": "http://api/v1/phone-home/t1?token=abc",
+            "instances": [{
+                "id": "i1", "name": "web-1", "provider": "digitalocean", "region": "nyc3",
+                "size": "s-1vcpu-1gb", "image": "ubuntu-24-04-x64", "status": "pending",
+                "tags": ["env=prod"], "ssh_keys": [123, "ab:cd"],
+                "volumes": [{"name": "data", "size_gb": 10}], "payload": "echo hi",
+                "provider_ref": null
+            }]
+        });
+        let p = plan_from_claim(&v, "t1").unwrap();
+        assert_eq!(p.project_id, "p1");
+        assert_eq!(p.action, Action::CreateInstances);
+        assert_eq!(p.instances[0].ssh_keys, vec!["123", "ab:cd"]);
+        assert_eq!(p.instances[0].volumes[0].size_gb, 10);
+        assert_eq!(p.instances[0].provider_ref, None);
+        assert!(plan_from_claim(&json!({"task": {}}), "t1").is_err());
+    }
+}
