@@ -1,0 +1,191 @@
+//! API keys (generated, hashed, resolved to a caller), the internal secret and phone-home tokens.
+
+use sha2::{Digest, Sha256};
+
+use crate::db::{self, RowExt, Sql};
+use crate::model::ADMIN_OWNER_ID;
+use crate::{Error, Result};
+
+/// Who is calling, resolved from the presented API key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub owner_id: i64,
+    /// The bootstrap admin key, or a key of a user with role 1: may act for any owner.
+    pub admin: bool,
+}
+
+impl Caller {
+    pub const ADMIN: Caller = Caller {
+        owner_id: ADMIN_OWNER_ID,
+        admin: true,
+    };
+
+    /// The owner a call acts for. `owner_id` in params is accepted for compatibility with the
+    /// original API but must be the caller's own id unless the caller is admin.
+    pub fn acting_for(&self, owner_id: Option<u64>) -> Result<i64> {
+        match owner_id {
+            None | Some(0) => Ok(self.owner_id),
+            Some(id) if self.admin || id as i64 == self.owner_id => Ok(id as i64),
+            Some(_) => Err(Error::Forbidden(
+                "owner_id does not match the API key's owner".into(),
+            )),
+        }
+    }
+
+    /// Owner filter for reads by id: None lets an admin see every owner's rows.
+    pub fn scope(&self, owner_id: Option<u64>) -> Result<Option<i64>> {
+        match owner_id {
+            None | Some(0) if self.admin => Ok(None),
+            other => self.acting_for(other).map(Some),
+        }
+    }
+}
+
+/// Prefix of every generated API key (helps secret scanners and humans recognise one).
+pub const KEY_PREFIX: &str = "talis_";
+
+/// A new random API key: `talis_` + 64 hex characters (256 bits).
+pub fn new_api_key() -> String {
+    let mut bytes = [0u8; 32];
+    rand::fill(&mut bytes);
+    format!("{KEY_PREFIX}{}", hex::encode(bytes))
+}
+
+/// What is stored instead of a key.
+pub fn hash_key(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// Constant-time equality, so comparing secrets leaks no timing.
+pub fn secure_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Resolves a presented bearer key: the bootstrap admin key, else a live stored key of a live user.
+pub fn authenticate(db: &dyn Sql, admin_key: &str, presented: Option<&str>) -> Result<Caller> {
+    let key = presented
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .ok_or(Error::Unauthorized)?;
+    // Compare hashes, so the comparison length does not depend on the secret.
+    if !admin_key.is_empty() && secure_eq(hash_key(key).as_bytes(), hash_key(admin_key).as_bytes())
+    {
+        return Ok(Caller::ADMIN);
+    }
+    let row = db::query_opt(
+        db,
+        "SELECT u.id, u.role FROM api_keys k JOIN users u ON u.id = k.owner_id \
+         WHERE k.key_hash = ? AND k.revoked_at IS NULL AND u.deleted_at IS NULL",
+        &[hash_key(key).into()],
+    )?
+    .ok_or(Error::Unauthorized)?;
+    Ok(Caller {
+        owner_id: row.int(0),
+        admin: row.int(1) == 1,
+    })
+}
+
+/// HMAC-SHA256 (RFC 2104).
+pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
+    const BLOCK: usize = 64;
+    let mut k = [0u8; BLOCK];
+    if key.len() > BLOCK {
+        k[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        k[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| k.map(|b| b ^ byte);
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(msg)
+        .finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
+/// The token in an instance's phone-home URL: hex HMAC-SHA256(internal_secret, "phone-home:{id}").
+/// The workflows build the URL with this function; the component verifies with it.
+pub fn phone_home_token(internal_secret: &str, instance_id: i64) -> String {
+    hex::encode(hmac_sha256(
+        internal_secret.as_bytes(),
+        format!("phone-home:{instance_id}").as_bytes(),
+    ))
+}
+
+/// The full phone-home URL for an instance.
+pub fn phone_home_url(public_url: &str, internal_secret: &str, instance_id: i64) -> String {
+    format!(
+        "{}/v1/phone-home/{instance_id}?token={}",
+        public_url.trim_end_matches('/'),
+        phone_home_token(internal_secret, instance_id)
+    )
+}
+
+/// Checks a presented phone-home token.
+pub fn verify_phone_home(internal_secret: &str, instance_id: i64, token: &str) -> bool {
+    !internal_secret.is_empty()
+        && secure_eq(
+            phone_home_token(internal_secret, instance_id).as_bytes(),
+            token.as_bytes(),
+        )
+}
+
+/// Checks the internal bearer secret of `/internal/v1/`.
+pub fn verify_internal(internal_secret: &str, presented: Option<&str>) -> Result<()> {
+    match presented {
+        Some(p)
+            if !internal_secret.is_empty()
+                && secure_eq(p.trim().as_bytes(), internal_secret.as_bytes()) =>
+        {
+            Ok(())
+        }
+        _ => Err(Error::Unauthorized),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_matches_rfc4231_case_2() {
+        let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(
+            hex::encode(mac),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn phone_home_tokens_are_per_instance() {
+        let t = phone_home_token("s3cret", 7);
+        assert!(verify_phone_home("s3cret", 7, &t));
+        assert!(!verify_phone_home("s3cret", 8, &t));
+        assert!(!verify_phone_home("other", 7, &t));
+        assert!(!verify_phone_home("", 7, &phone_home_token("", 7)));
+        assert!(
+            phone_home_url("http://h:1/", "s3cret", 7)
+                .starts_with("http://h:1/v1/phone-home/7?token=")
+        );
+    }
+
+    #[test]
+    fn scoping() {
+        let alice = Caller {
+            owner_id: 5,
+            admin: false,
+        };
+        assert_eq!(alice.acting_for(None).unwrap(), 5);
+        assert_eq!(alice.acting_for(Some(5)).unwrap(), 5);
+        assert!(matches!(
+            alice.acting_for(Some(6)),
+            Err(Error::Forbidden(_))
+        ));
+        assert_eq!(Caller::ADMIN.acting_for(Some(6)).unwrap(), 6);
+        assert_eq!(Caller::ADMIN.scope(None).unwrap(), None);
+        assert_eq!(alice.scope(None).unwrap(), Some(5));
+    }
+}

@@ -1,0 +1,217 @@
+//! SQL access behind a small trait, so the domain runs on Spin SQLite in the component and on
+//! rusqlite natively (tests, benchmark). Also the migrations and the one-transaction helper.
+
+use crate::{Error, Result};
+
+/// A SQL parameter or column value (the SQLite storage classes).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+pub type Row = Vec<Value>;
+
+/// One database connection. Every call runs one statement; writes return their `RETURNING` rows.
+/// The same connection must serve a whole request, so `BEGIN … COMMIT` spans its statements.
+pub trait Sql {
+    fn query(&self, sql: &str, params: &[Value]) -> std::result::Result<Vec<Row>, String>;
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Self {
+        Value::Integer(v)
+    }
+}
+impl From<u64> for Value {
+    fn from(v: u64) -> Self {
+        Value::Integer(v as i64)
+    }
+}
+impl From<bool> for Value {
+    fn from(v: bool) -> Self {
+        Value::Integer(v as i64)
+    }
+}
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Value::Text(v.to_owned())
+    }
+}
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Value::Text(v)
+    }
+}
+impl From<&String> for Value {
+    fn from(v: &String) -> Self {
+        Value::Text(v.clone())
+    }
+}
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Value::Null, Into::into)
+    }
+}
+
+/// Typed column access; a NULL or mismatched column reads as the zero value.
+pub trait RowExt {
+    fn int(&self, i: usize) -> i64;
+    fn opt_int(&self, i: usize) -> Option<i64>;
+    fn text(&self, i: usize) -> String;
+    fn opt_text(&self, i: usize) -> Option<String>;
+}
+
+impl RowExt for [Value] {
+    fn int(&self, i: usize) -> i64 {
+        self.opt_int(i).unwrap_or(0)
+    }
+    fn opt_int(&self, i: usize) -> Option<i64> {
+        match self.get(i) {
+            Some(Value::Integer(v)) => Some(*v),
+            Some(Value::Real(v)) => Some(*v as i64),
+            _ => None,
+        }
+    }
+    fn text(&self, i: usize) -> String {
+        self.opt_text(i).unwrap_or_default()
+    }
+    fn opt_text(&self, i: usize) -> Option<String> {
+        match self.get(i) {
+            Some(Value::Text(v)) => Some(v.clone()),
+            Some(Value::Integer(v)) => Some(v.to_string()),
+            Some(Value::Blob(v)) => Some(String::from_utf8_lossy(v).into_owned()),
+            _ => None,
+        }
+    }
+}
+
+/// Runs one statement, mapping a storage error to [`Error::Db`].
+pub fn query(db: &dyn Sql, sql: &str, params: &[Value]) -> Result<Vec<Row>> {
+    db.query(sql, params).map_err(Error::Db)
+}
+
+/// The first row, if any.
+pub fn query_opt(db: &dyn Sql, sql: &str, params: &[Value]) -> Result<Option<Row>> {
+    Ok(query(db, sql, params)?.into_iter().next())
+}
+
+/// A single integer (COUNT, last id …); 0 when there is no row.
+pub fn scalar(db: &dyn Sql, sql: &str, params: &[Value]) -> Result<i64> {
+    Ok(query_opt(db, sql, params)?.map_or(0, |r| r.int(0)))
+}
+
+/// Runs `f` inside `BEGIN IMMEDIATE … COMMIT`: every write of one call commits together or not
+/// at all. IMMEDIATE takes the write lock up front, so reads made for validation stay true.
+pub fn transaction<T>(db: &dyn Sql, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    query(db, "BEGIN IMMEDIATE", &[])?;
+    let out = f().and_then(|v| query(db, "COMMIT", &[]).map(|_| v));
+    if out.is_err() {
+        // Nothing to do if it fails: the transaction is then already gone.
+        let _ = db.query("ROLLBACK", &[]);
+    }
+    out
+}
+
+/// The numbered migrations in `sql/`, oldest first.
+pub const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../../sql/0001_init.sql"))];
+
+/// Per-connection settings and the schema. Cheap when the schema is current (one query), so the
+/// component calls it on every request and a fresh database on any Spin runtime just works.
+pub fn prepare(db: &dyn Sql) -> Result<()> {
+    query(db, "PRAGMA foreign_keys = ON", &[])?;
+    let latest = MIGRATIONS.last().map_or(0, |m| m.0);
+    if current_version(db) >= latest {
+        return Ok(());
+    }
+    transaction(db, || {
+        query(
+            db,
+            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+            &[],
+        )?;
+        // Re-read under the write lock: a concurrent first request may have migrated already.
+        let current = current_version(db);
+        for (version, script) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+            for stmt in statements(script) {
+                query(db, &stmt, &[])
+                    .map_err(|e| Error::Db(format!("migration {version}: {e}")))?;
+            }
+            query(
+                db,
+                "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                &[(*version).into(), crate::now().into()],
+            )?;
+        }
+        Ok(())
+    })
+}
+
+fn current_version(db: &dyn Sql) -> i64 {
+    // A missing table (fresh database) is version 0.
+    db.query("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[])
+        .ok()
+        .and_then(|rows| rows.first().map(|r| r.int(0)))
+        .unwrap_or(0)
+}
+
+/// Splits a migration script into statements (comments dropped; no `;` inside literals).
+fn statements(script: &str) -> Vec<String> {
+    let without_comments: String = script
+        .lines()
+        .map(|l| l.split_once("--").map_or(l, |(code, _)| code))
+        .collect::<Vec<_>>()
+        .join("\n");
+    without_comments
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod native {
+    use super::{Row, Sql, Value};
+    use rusqlite::types::{ToSqlOutput, ValueRef};
+
+    impl rusqlite::ToSql for Value {
+        fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+            Ok(match self {
+                Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+                Value::Integer(v) => ToSqlOutput::Borrowed(ValueRef::Integer(*v)),
+                Value::Real(v) => ToSqlOutput::Borrowed(ValueRef::Real(*v)),
+                Value::Text(v) => ToSqlOutput::Borrowed(ValueRef::Text(v.as_bytes())),
+                Value::Blob(v) => ToSqlOutput::Borrowed(ValueRef::Blob(v)),
+            })
+        }
+    }
+
+    impl Sql for rusqlite::Connection {
+        fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, String> {
+            let mut stmt = self.prepare_cached(sql).map_err(|e| e.to_string())?;
+            let n = stmt.column_count();
+            let mut rows = stmt
+                .query(rusqlite::params_from_iter(params.iter()))
+                .map_err(|e| e.to_string())?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(|e| e.to_string())? {
+                let mut r = Vec::with_capacity(n);
+                for i in 0..n {
+                    r.push(match row.get_ref(i).map_err(|e| e.to_string())? {
+                        ValueRef::Null => Value::Null,
+                        ValueRef::Integer(v) => Value::Integer(v),
+                        ValueRef::Real(v) => Value::Real(v),
+                        ValueRef::Text(v) => Value::Text(String::from_utf8_lossy(v).into_owned()),
+                        ValueRef::Blob(v) => Value::Blob(v.to_vec()),
+                    });
+                }
+                out.push(r);
+            }
+            Ok(out)
+        }
+    }
+}

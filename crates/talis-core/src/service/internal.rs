@@ -1,0 +1,188 @@
+//! Internal RPC for the workflows. Every method is idempotent: Restate may replay a call.
+
+use super::Service;
+use crate::db::{RowExt, Value};
+use crate::model::{Instance, Project, SshPublicKey, VolumeConfig};
+use crate::params::*;
+use crate::status::TaskStatus;
+use crate::{Error, Result, auth, now, validate};
+
+impl Service<'_> {
+    pub(super) fn task_claim(&self, p: TaskClaim) -> Result<ClaimedTask> {
+        let id = validate::positive_id("task_id", p.task_id)?;
+        let invocation = validate::name("invocation_id", &p.invocation_id, 200)?;
+        self.tx(|| {
+            let task = self.task_scoped(None, id)?;
+            let claimed = match task.status {
+                s if s.is_terminal() => false,
+                TaskStatus::Running => {
+                    // Another invocation of the same workflow key takes over (Restate runs one
+                    // at a time); the same invocation again changes nothing.
+                    self.q(
+                        "UPDATE tasks SET invocation_id = ?1, attempts = attempts + (invocation_id IS NOT ?1), \
+                         updated_at = ?2 WHERE id = ?3",
+                        &[invocation.into(), now().into(), id.into()],
+                    )?;
+                    true
+                }
+                s => {
+                    s.transition(TaskStatus::Running)?;
+                    self.q(
+                        "UPDATE tasks SET status = 'running', invocation_id = ?, attempts = attempts + 1, \
+                         updated_at = ? WHERE id = ?",
+                        &[invocation.into(), now().into(), id.into()],
+                    )?;
+                    true
+                }
+            };
+            let task = self.task_scoped(None, id)?;
+            let project = self
+                .q1(&format!("SELECT {} FROM projects WHERE id = ?", Project::COLUMNS), &[task.project_id.into()])?
+                .map(|r| Project::from_row(&r))
+                .ok_or(Error::NotFound("project"))?;
+            let cols: String = Instance::COLUMNS.split(", ").map(|c| format!("i.{}", c.trim())).collect::<Vec<_>>().join(", ");
+            let rows = self.q(
+                &format!(
+                    "SELECT {cols}, r.volumes, r.provision, r.payload, r.execute_payload, r.ssh_keys \
+                     FROM task_instances x JOIN instances i ON i.id = x.instance_id \
+                     JOIN instance_requests r ON r.id = i.request_id WHERE x.task_id = ? ORDER BY i.id"
+                ),
+                &[id.into()],
+            )?;
+            let n = Instance::COLUMNS.split(',').count();
+            let instances = rows
+                .iter()
+                .map(|r| {
+                    let instance = Instance::from_row(r);
+                    let phone_home_url = if self.cfg.public_url.is_empty() {
+                        String::new()
+                    } else {
+                        auth::phone_home_url(&self.cfg.public_url, &self.cfg.internal_secret, instance.id)
+                    };
+                    ClaimedInstance {
+                        volumes: serde_json::from_str::<Vec<VolumeConfig>>(&r.text(n)).unwrap_or_default(),
+                        provision: r.int(n + 1) != 0,
+                        payload: r.text(n + 2),
+                        execute_payload: r.int(n + 3) != 0,
+                        ssh_keys: serde_json::from_str::<Vec<SshPublicKey>>(&r.text(n + 4)).unwrap_or_default(),
+                        phone_home_url,
+                        instance,
+                    }
+                })
+                .collect();
+            Ok(ClaimedTask { claimed, task, project, instances })
+        })
+    }
+
+    pub(super) fn instance_transition(&self, p: InstanceTransition) -> Result<Instance> {
+        let instance_id = validate::positive_id("instance_id", p.instance_id)?;
+        let task_id = validate::positive_id("task_id", p.task_id)?;
+        let to = p
+            .status
+            .ok_or_else(|| Error::invalid("status", "is required"))?;
+        self.tx(|| {
+            let task = self.task_scoped(None, task_id)?;
+            if self
+                .q1(
+                    "SELECT 1 FROM task_instances WHERE task_id = ? AND instance_id = ?",
+                    &[task_id.into(), instance_id.into()],
+                )?
+                .is_none()
+            {
+                return Err(Error::NotFound("instance of this task"));
+            }
+            let current = self.instance_row(instance_id)?;
+            current.status.transition(to)?;
+            // A finished task must not move machines any more (e.g. terminated by its owner);
+            // replays of what it already recorded stay harmless no-ops.
+            if task.status.is_terminal() && current.status != to {
+                return Err(Error::Conflict(format!(
+                    "task {task_id} is {}",
+                    task.status
+                )));
+            }
+            let volumes = p
+                .volumes
+                .as_ref()
+                .map(|v| serde_json::to_string(v).unwrap_or_else(|_| "[]".into()));
+            self.q(
+                "UPDATE instances SET status = ?, provider_ref = COALESCE(?, provider_ref), \
+                 public_ip = COALESCE(?, public_ip), volume_details = COALESCE(?, volume_details), \
+                 error = COALESCE(?, error), updated_at = ? WHERE id = ?",
+                &[
+                    to.as_str().into(),
+                    p.provider_ref.clone().into(),
+                    p.public_ip.clone().into(),
+                    volumes.into(),
+                    p.error.clone().into(),
+                    now().into(),
+                    instance_id.into(),
+                ],
+            )?;
+            self.instance_row(instance_id)
+        })
+    }
+
+    fn instance_row(&self, id: i64) -> Result<Instance> {
+        self.q1(
+            &format!("SELECT {} FROM instances WHERE id = ?", Instance::COLUMNS),
+            &[id.into()],
+        )?
+        .map(|r| Instance::from_row(&r))
+        .ok_or(Error::NotFound("instance"))
+    }
+
+    pub(super) fn task_event(&self, p: TaskEventRecord) -> Result<EventRecorded> {
+        let task_id = validate::positive_id("task_id", p.task_id)?;
+        let step = validate::name("step", &p.step, 200)?;
+        let status = validate::name("status", &p.status, 50)?;
+        let key = validate::name("event_key", &p.event_key, 300)?;
+        let instance_id = p
+            .instance_id
+            .map(|i| validate::positive_id("instance_id", i))
+            .transpose()?;
+        self.tx(|| {
+            self.task_scoped(None, task_id)?;
+            if let Some(r) =
+                self.q1("SELECT id FROM task_events WHERE task_id = ? AND event_key = ?", &[task_id.into(), (&key).into()])?
+            {
+                return Ok(EventRecorded { event_id: r.int(0), duplicate: true });
+            }
+            let ts = now();
+            let event_id = self
+                .q1(
+                    "INSERT INTO task_events (task_id, instance_id, step, status, detail, event_key, created_at) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    &[task_id.into(), instance_id.into(), (&step).into(), (&status).into(), (&p.detail).into(), key.into(), (&ts).into()],
+                )?
+                .map(|r| r.int(0))
+                .ok_or_else(|| Error::Db("event insert returned no row".into()))?;
+            // The original's human-readable `logs` column, one line per step.
+            let who = instance_id.map(|i| format!(" instance {i}")).unwrap_or_default();
+            let line = format!("{ts} {step}{who}: {status} {}", p.detail).trim_end().to_owned();
+            self.q(
+                "UPDATE tasks SET logs = logs || CASE WHEN logs = '' THEN '' ELSE char(10) END || ?, updated_at = ? WHERE id = ?",
+                &[Value::Text(line), ts.into(), task_id.into()],
+            )?;
+            Ok(EventRecorded { event_id, duplicate: false })
+        })
+    }
+
+    pub(super) fn task_finish(&self, p: TaskFinish) -> Result<crate::model::Task> {
+        let task_id = validate::positive_id("task_id", p.task_id)?;
+        let status = p
+            .status
+            .ok_or_else(|| Error::invalid("status", "is required"))?;
+        if !status.is_terminal() {
+            return Err(Error::invalid(
+                "status",
+                "must be completed, failed or terminated",
+            ));
+        }
+        self.tx(|| {
+            let task = self.task_scoped(None, task_id)?;
+            self.set_task_status(&task, status, p.result.as_ref(), p.error.as_deref())?;
+            self.task_scoped(None, task_id)
+        })
+    }
+}

@@ -1,0 +1,19 @@
+//! Names of the Spin variables the API component reads (declared in `spin.toml`). Locally they come
+//! from `SPIN_VARIABLE_<NAME>` environment variables, exactly like `spin up`.
+
+/// Secret: the bootstrap admin API key (`Authorization: Bearer <key>`). Empty disables it.
+pub const ADMIN_API_KEY: &str = "admin_api_key";
+/// Secret shared with the workflows: `/internal/v1/` bearer token and phone-home token key.
+pub const INTERNAL_SECRET: &str = "internal_secret";
+/// Restate ingress base URL, e.g. `http://127.0.0.1:8080`. Empty: tasks are not dispatched.
+pub const RESTATE_INGRESS_URL: &str = "restate_ingress_url";
+/// Base URL machines use to phone home (`{public_url}/v1/phone-home/...`).
+pub const PUBLIC_URL: &str = "public_url";
+
+/// All variables, in the order `spin.toml` declares them.
+pub const ALL: &[&str] = &[
+    ADMIN_API_KEY,
+    INTERNAL_SECRET,
+    RESTATE_INGRESS_URL,
+    PUBLIC_URL,
+];
