@@ -1,3 +1,57 @@
-//! DigitalOcean API v2 compatible fake cloud for tests, benchmarks and the local stack.
+//! `fakecloud --listen 127.0.0.1:PORT [--config faults.toml] [--snapshot state.json]`
 
-fn main() {}
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(about = "DigitalOcean API v2 compatible fake cloud")]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:3100")]
+    listen: String,
+    /// TOML file with realism knobs (boot delay, rate limits, faults...).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Keep state in this JSON file (loaded at start, written on change). Overrides the config.
+    #[arg(long)]
+    snapshot: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "fakecloud=info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let mut config = match &args.config {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            fakecloud::Config::from_toml(&text)
+                .with_context(|| format!("parsing {}", p.display()))?
+        }
+        None => fakecloud::Config::default(),
+    };
+    if args.snapshot.is_some() {
+        config.snapshot = args.snapshot;
+    }
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, "fakecloud listening");
+    fakecloud::serve(config, listener, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,176 @@
+//! Realism knobs: loaded from a TOML file (`--config`), replaceable at run time with
+//! `PUT /_fake/config` (JSON of the same shape). Every field has a default, so a file only
+//! names what it changes.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// new → active after `boot_delay_ms` + uniform(0, `boot_jitter_ms`).
+    pub boot_delay_ms: u64,
+    pub boot_jitter_ms: u64,
+    /// Public IPv4 appears this long after creation (may be after `active`, as at DO).
+    pub ip_delay_ms: u64,
+    /// Per-token limits; past them → 429 with `retry-after`.
+    pub rate_limit_per_minute: u32,
+    pub rate_limit_per_hour: u32,
+    /// Account quotas (→ 422 like DigitalOcean).
+    pub droplet_limit: u32,
+    pub volume_limit: u32,
+    pub phone_home: PhoneHome,
+    /// Injected faults, checked in order; the first that fires applies.
+    pub faults: Vec<Fault>,
+    /// Seed of the fault and jitter RNG (same seed + same calls → same faults).
+    pub seed: u64,
+    /// Tags with this prefix should be on at most one live droplet; `/_fake/stats` counts the
+    /// tags that are on more (duplicates).
+    pub unique_tag_prefix: String,
+    /// Droplets carrying this tag but no `unique_tag_prefix` tag are counted as orphans.
+    pub owner_tag: String,
+    /// Write state here (JSON) when it changes, and load it at start.
+    pub snapshot: Option<std::path::PathBuf>,
+}
+
+impl Default for Config {
+    /// DigitalOcean-like but fast: a few seconds of boot, DO's rate limits and quotas raised
+    /// for local fleets.
+    fn default() -> Self {
+        Config {
+            boot_delay_ms: 2_000,
+            boot_jitter_ms: 3_000,
+            ip_delay_ms: 1_000,
+            rate_limit_per_minute: 250,
+            rate_limit_per_hour: 5_000,
+            droplet_limit: 2_000,
+            volume_limit: 2_000,
+            phone_home: PhoneHome::default(),
+            faults: Vec::new(),
+            seed: 1,
+            unique_tag_prefix: "talis-instance-".into(),
+            owner_tag: "talis".into(),
+            snapshot: None,
+        }
+    }
+}
+
+impl Config {
+    /// No latency, no limits: for fast functional tests.
+    pub fn instant() -> Self {
+        Config {
+            boot_delay_ms: 0,
+            boot_jitter_ms: 0,
+            ip_delay_ms: 0,
+            rate_limit_per_minute: u32::MAX,
+            rate_limit_per_hour: u32::MAX,
+            ..Config::default()
+        }
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PhoneHome {
+    pub enabled: bool,
+    /// Attempts of the POST (like `curl --retry`), `retry_delay_ms` apart.
+    pub attempts: u32,
+    pub retry_delay_ms: u64,
+    pub timeout_ms: u64,
+}
+
+impl Default for PhoneHome {
+    fn default() -> Self {
+        PhoneHome {
+            enabled: true,
+            attempts: 3,
+            retry_delay_ms: 1_000,
+            timeout_ms: 5_000,
+        }
+    }
+}
+
+/// One injected fault. `endpoint` is DigitalOcean's operationId (e.g. `droplets_create`,
+/// `droplets_list`) or `*` for every API endpoint.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    #[serde(default = "any_endpoint")]
+    pub endpoint: String,
+    pub kind: FaultKind,
+    /// Chance per matching call, 0..=1.
+    #[serde(default = "one")]
+    pub probability: f64,
+    /// Fire at most this many times (then the rule is spent); unlimited if absent.
+    #[serde(default)]
+    pub count: Option<u64>,
+    /// `error_5xx`: the status to answer (default 500).
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// `stall`: how long to hold the request before processing it.
+    #[serde(default)]
+    pub stall_ms: Option<u64>,
+    /// `rate_limit_429`: once fired, this many consecutive calls (this one included) get 429.
+    #[serde(default)]
+    pub burst: Option<u64>,
+}
+
+fn any_endpoint() -> String {
+    "*".into()
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// Answer a 5xx error body without doing anything.
+    #[serde(rename = "error_5xx")]
+    Error5xx,
+    /// Answer 429 (in bursts) without doing anything.
+    #[serde(rename = "rate_limit_429")]
+    RateLimit429,
+    /// Hold the request `stall_ms`, then process it (a client that timed out never learns).
+    Stall,
+    /// Close the connection without doing anything.
+    Drop,
+    /// Do the work, then close the connection without answering ("accepted but response lost").
+    LostResponse,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_with_faults_parses_and_defaults_fill_in() {
+        let c = Config::from_toml(
+            r#"
+            boot_delay_ms = 45000
+            [[faults]]
+            endpoint = "droplets_create"
+            kind = "lost_response"
+            count = 1
+            [[faults]]
+            kind = "rate_limit_429"
+            probability = 0.1
+            burst = 3
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.boot_delay_ms, 45_000);
+        assert_eq!(c.rate_limit_per_minute, 250);
+        assert_eq!(c.faults.len(), 2);
+        assert_eq!(c.faults[0].kind, FaultKind::LostResponse);
+        assert_eq!(c.faults[1].endpoint, "*");
+        assert!(
+            Config::from_toml("bogus = 1").is_err(),
+            "unknown fields are refused"
+        );
+    }
+}
