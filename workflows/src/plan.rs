@@ -21,11 +21,8 @@ pub struct Plan {
     pub task_id: String,
     pub project_id: String,
     pub action: Action,
-    /// Task status as claimed; a terminal one means there is nothing left to do.
-    pub task_status: String,
-    /// URL machines POST to when their script has finished (per task: DO shares user_data
-    /// across a multi-create, so it cannot name the instance; the body names the machine).
-    pub phone_home_url: Option<String>,
+    /// False when the task was already finished (e.g. terminated by its owner): nothing to do.
+    pub claimed: bool,
     pub instances: Vec<Inst>,
 }
 
@@ -34,23 +31,25 @@ pub struct Inst {
     pub id: String,
     pub name: String,
     #[serde(default)]
-    pub provider: String,
-    #[serde(default)]
     pub region: String,
     #[serde(default)]
     pub size: String,
     #[serde(default)]
     pub image: String,
+    /// OpenSSH public keys, installed by the script (no provider key registration needed).
     #[serde(default)]
-    pub ssh_keys: Vec<String>,
+    pub ssh_public_keys: Vec<String>,
     /// User tags (provider-valid ones only are forwarded).
     #[serde(default)]
     pub tags: Vec<String>,
     #[serde(default)]
     pub volumes: Vec<Vol>,
-    /// Provisioning script run by cloud-init.
+    /// Provisioning script run by cloud-init (only when the owner asked for it to run).
     #[serde(default)]
     pub payload: Option<String>,
+    /// `{public_url}/v1/phone-home/{id}?token=…`; `None` when the API has no public URL.
+    #[serde(default)]
+    pub phone_home_url: Option<String>,
     #[serde(default)]
     pub status: String,
     #[serde(default)]
@@ -63,6 +62,8 @@ pub struct Vol {
     pub size_gb: u32,
     #[serde(default)]
     pub filesystem_type: Option<String>,
+    #[serde(default)]
+    pub mount_point: String,
 }
 
 impl Inst {
@@ -75,13 +76,12 @@ impl Inst {
     }
 }
 
-/// Instances that can share one create call: same shape and same script.
+/// Instances that can share one create call: same shape, keys and payload.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Batch {
     pub region: String,
     pub size: String,
     pub image: String,
-    pub ssh_keys: Vec<String>,
     pub tags: Vec<String>,
     pub user_data: String,
     /// Indexes into `Plan::instances`.
@@ -90,35 +90,47 @@ pub struct Batch {
 
 /// Groups `indexes` of `plan.instances` by shape and script, then chunks each group by
 /// `max_batch` (DigitalOcean: 10 names per create). Deterministic: replays see the same batches.
+///
+/// One script serves the whole batch (DO shares `user_data` across a multi-create), so it carries
+/// the phone-home URL of the batch's first instance: every machine of the batch posts its own
+/// droplet id to it, and the component forwards that to this task's workflow, which matches the
+/// droplet id. The URL's token thus vouches for "a machine of this task".
 pub fn batches(plan: &Plan, indexes: &[usize], max_batch: usize) -> Vec<Batch> {
-    type Key<'a> = (&'a str, &'a str, &'a str, &'a [String], Vec<String>, String);
+    type Key<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        Vec<String>,
+        &'a [String],
+        Option<&'a str>,
+        bool,
+    );
     let mut groups: BTreeMap<Key<'_>, Vec<usize>> = BTreeMap::new();
     for &i in indexes {
         let inst = &plan.instances[i];
-        let tags = provider_tags(&inst.tags);
-        let ud = user_data(inst.payload.as_deref(), plan.phone_home_url.as_deref());
         groups
             .entry((
                 &inst.region,
                 &inst.size,
                 &inst.image,
-                &inst.ssh_keys,
-                tags,
-                ud,
+                provider_tags(&inst.tags),
+                &inst.ssh_public_keys,
+                inst.payload.as_deref(),
+                inst.phone_home_url.is_some(),
             ))
             .or_default()
             .push(i);
     }
     let mut out = Vec::new();
-    for ((region, size, image, ssh_keys, tags, user_data), members) in groups {
+    for ((region, size, image, tags, keys, payload, _), members) in groups {
         for chunk in members.chunks(max_batch.max(1)) {
+            let url = plan.instances[chunk[0]].phone_home_url.as_deref();
             out.push(Batch {
                 region: region.to_string(),
                 size: size.to_string(),
                 image: image.to_string(),
-                ssh_keys: ssh_keys.to_vec(),
                 tags: tags.clone(),
-                user_data: user_data.clone(),
+                user_data: user_data(payload, keys, url),
                 members: chunk.to_vec(),
             });
         }
@@ -141,15 +153,26 @@ fn provider_tags(tags: &[String]) -> Vec<String> {
 /// Marker line the fake cloud (and operators) look for; the contract of ARCHITECTURE.md.
 pub const PHONE_HOME_MARKER: &str = "# talis-phone-home: ";
 
-/// The cloud-init script: the payload, then a phone-home POST naming the machine. Without a
-/// phone-home URL (no public URL configured) the payload runs as is and readiness comes from
-/// polling alone.
-pub fn user_data(payload: Option<&str>, phone_home_url: Option<&str>) -> String {
+/// The cloud-init script: SSH keys, the payload, then a phone-home POST naming the machine.
+/// Without a phone-home URL (no public URL configured) readiness comes from polling alone.
+pub fn user_data(
+    payload: Option<&str>,
+    ssh_public_keys: &[String],
+    phone_home_url: Option<&str>,
+) -> String {
     let mut s = String::from("#!/bin/sh\n");
     if let Some(url) = phone_home_url {
         s.push_str(PHONE_HOME_MARKER);
         s.push_str(url);
         s.push('\n');
+    }
+    if !ssh_public_keys.is_empty() {
+        s.push_str("mkdir -p /root/.ssh && chmod 700 /root/.ssh\ncat >> /root/.ssh/authorized_keys <<'TALIS_KEYS_EOF'\n");
+        for k in ssh_public_keys {
+            s.push_str(k.trim());
+            s.push('\n');
+        }
+        s.push_str("TALIS_KEYS_EOF\n");
     }
     if let Some(p) = payload.filter(|p| !p.trim().is_empty()) {
         // Run the payload in its own shell so its `exit` cannot skip the phone-home.
@@ -243,13 +266,13 @@ mod tests {
 
     fn inst(i: usize, region: &str, payload: Option<&str>) -> Inst {
         Inst {
-            id: format!("i{i}"),
+            id: format!("{i}"),
             name: format!("web-{i}"),
-            provider: "digitalocean".into(),
             region: region.into(),
             size: "s-1vcpu-1gb".into(),
             image: "ubuntu-24-04-x64".into(),
-            ssh_keys: vec![],
+            ssh_public_keys: vec![],
+            phone_home_url: Some(format!("http://api/v1/phone-home/{i}?token=x")),
             tags: vec!["env=prod".into(), "bad tag".into()],
             volumes: vec![],
             payload: payload.map(str::to_string),
@@ -263,8 +286,7 @@ mod tests {
             task_id: "t1".into(),
             project_id: "p1".into(),
             action: Action::CreateInstances,
-            task_status: "running".into(),
-            phone_home_url: Some("http://api/v1/phone-home/t1?token=x".into()),
+            claimed: true,
             instances,
         }
     }
@@ -282,20 +304,31 @@ mod tests {
         assert!(sizes.iter().all(|&n| n <= 10));
         assert_eq!(b.len(), 5, "{sizes:?}"); // ams3, nyc3 10+10+3, nyc3 with payload
         assert!(b.iter().all(|b| b.tags == vec!["env:prod".to_string()]));
+        // each batch's script phones home through its first member's URL
+        for b in &b {
+            let first = &p.instances[b.members[0]];
+            assert!(
+                b.user_data
+                    .contains(first.phone_home_url.as_deref().unwrap())
+            );
+        }
         // deterministic
         assert_eq!(b, batches(&p, &all, 10));
     }
 
     #[test]
     fn user_data_carries_marker_payload_and_phone_home() {
+        let keys = vec!["ssh-ed25519 AAAA me@x".to_string()];
         let ud = user_data(
             Some("apt-get install -y nginx"),
+            &keys,
             Some("http://x/v1/phone-home/t1"),
         );
+        assert!(ud.contains("ssh-ed25519 AAAA me@x\nTALIS_KEYS_EOF\n"));
         assert!(ud.starts_with("#!/bin/sh\n# talis-phone-home: http://x/v1/phone-home/t1\n"));
         assert!(ud.contains("apt-get install -y nginx\nTALIS_PAYLOAD_EOF\n"));
         assert!(ud.trim_end().ends_with("'http://x/v1/phone-home/t1'"));
-        let bare = user_data(None, None);
+        let bare = user_data(None, &[], None);
         assert!(!bare.contains("talis-phone-home"));
     }
 

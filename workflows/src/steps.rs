@@ -28,6 +28,13 @@ pub(crate) fn rpc_err(e: RpcError) -> HandlerError {
     }
 }
 
+/// Ids are integers on the wire; the workflow key and the journal keep them as strings.
+pub(crate) fn wire_id(field: &str, id: &str) -> Result<u64, TerminalError> {
+    id.parse::<u64>().map_err(|_| {
+        TerminalError::new_with_code(400, format!("{field}: {id:?} is not a numeric id"))
+    })
+}
+
 /// `task.claim`: the task, its project and its instances, reduced to the journaled [`Plan`].
 pub(crate) async fn claim(
     app: Arc<App>,
@@ -38,7 +45,7 @@ pub(crate) async fn claim(
         .rpc
         .call(
             "task.claim",
-            &json!({"task_id": task_id, "invocation_id": invocation_id}),
+            &json!({"task_id": wire_id("task_id", &task_id)?, "invocation_id": invocation_id}),
         )
         .await
         .map_err(rpc_err)?;
@@ -47,25 +54,22 @@ pub(crate) async fn claim(
         .map_err(|e| TerminalError::new_with_code(500, format!("task.claim answer: {e}")).into())
 }
 
+fn id_string(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    }
+}
+
 fn plan_from_claim(v: &Value, task_id: &str) -> Result<Plan, String> {
     let task = v.get("task").ok_or("missing task")?;
-    let project_id = task
-        .get("project_id")
-        .or_else(|| v.pointer("/project/id"))
-        .and_then(Value::as_str)
-        .ok_or("missing task.project_id")?
-        .to_string();
+    let project_id = id_string(task.get("project_id"))
+        .or_else(|| id_string(v.pointer("/project/ID")))
+        .ok_or("missing task.project_id")?;
     let action: Action = serde_json::from_value(task.get("action").cloned().unwrap_or_default())
         .map_err(|e| format!("task.action: {e}"))?;
-    let task_status = task
-        .get("status")
-        .and_then(Value::as_str)
-        .unwrap_or("running")
-        .to_string();
-    let phone_home_url = v
-        .get("phone_home_url")
-        .and_then(Value::as_str)
-        .map(str::to_string);
+    let claimed = v.get("claimed").and_then(Value::as_bool).unwrap_or(true);
     let mut instances = Vec::new();
     for (n, i) in v
         .get("instances")
@@ -75,63 +79,64 @@ fn plan_from_claim(v: &Value, task_id: &str) -> Result<Plan, String> {
         .enumerate()
     {
         let s = |k: &str| i.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-        let strings = |k: &str| -> Vec<String> {
-            i.get(k)
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| match x {
-                            Value::String(s) => Some(s.clone()),
-                            Value::Number(n) => Some(n.to_string()),
-                            _ => None,
-                        })
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let id = s("id");
-        if id.is_empty() {
-            return Err(format!("instances[{n}].id missing"));
-        }
+        let opt = |k: &str| Some(s(k)).filter(|x| !x.is_empty());
+        let id = id_string(i.get("ID").or_else(|| i.get("id")))
+            .ok_or_else(|| format!("instances[{n}].ID missing"))?;
         let volumes = i
             .get("volumes")
             .and_then(Value::as_array)
             .map(|a| {
                 a.iter()
                     .filter_map(|vol| {
+                        let text = |k: &str| vol.get(k).and_then(Value::as_str).unwrap_or("");
                         Some(Vol {
                             name: vol.get("name")?.as_str()?.to_string(),
-                            size_gb: vol
-                                .get("size_gb")
-                                .or_else(|| vol.get("size_gigabytes"))
-                                .or_else(|| vol.get("size"))
-                                .and_then(Value::as_u64)
-                                .unwrap_or(1) as u32,
-                            filesystem_type: vol
-                                .get("filesystem_type")
-                                .and_then(Value::as_str)
-                                .map(str::to_string),
+                            size_gb: vol.get("size_gb").and_then(Value::as_u64).unwrap_or(1) as u32,
+                            filesystem_type: Some(text("filesystem").to_string())
+                                .filter(|f| !f.is_empty()),
+                            mount_point: text("mount_point").to_string(),
                         })
                     })
                     .collect()
             })
             .unwrap_or_default();
+        let ssh_public_keys = i
+            .get("ssh_keys")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|k| k.get("public_key").and_then(Value::as_str))
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let tags = i
+            .get("tags")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        // The payload runs only when the owner asked for it (`execute_payload`).
+        let run_payload = i
+            .get("execute_payload")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         instances.push(Inst {
             name: s("name"),
-            provider: s("provider"),
             region: s("region"),
             size: s("size"),
             image: s("image"),
-            ssh_keys: strings("ssh_keys"),
-            tags: strings("tags"),
+            ssh_public_keys,
+            tags,
             volumes,
-            payload: i.get("payload").and_then(Value::as_str).map(str::to_string),
+            payload: opt("payload").filter(|_| run_payload),
+            phone_home_url: opt("phone_home_url"),
             status: s("status"),
-            provider_ref: i.get("provider_ref").and_then(|r| match r {
-                Value::String(s) if !s.is_empty() => Some(s.clone()),
-                Value::Number(n) => Some(n.to_string()),
-                _ => None,
-            }),
+            provider_ref: id_string(i.get("provider_ref")),
             id,
         });
     }
@@ -139,10 +144,19 @@ fn plan_from_claim(v: &Value, task_id: &str) -> Result<Plan, String> {
         task_id: task_id.to_string(),
         project_id,
         action,
-        task_status,
-        phone_home_url,
+        claimed,
         instances,
     })
+}
+
+/// A volume as the instance records it (`VolumeDetail` of the API).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct VolDetail {
+    pub id: String,
+    pub name: String,
+    pub region: String,
+    pub size_gb: i64,
+    pub mount_point: String,
 }
 
 /// One instance's status change, as `instance.transition` takes it.
@@ -155,7 +169,7 @@ pub(crate) struct Transition {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub public_ip: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub volumes: Option<Vec<String>>,
+    pub volumes: Option<Vec<VolDetail>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -175,7 +189,8 @@ pub(crate) async fn record(
             let step = step.clone();
             async move {
                 let mut params = serde_json::to_value(&t).expect("transition serialises");
-                params["task_id"] = json!(task_id);
+                params["task_id"] = json!(wire_id("task_id", &task_id).unwrap_or_default());
+                params["instance_id"] = json!(wire_id("instance_id", &t.instance_id).unwrap_or_default());
                 match app
                     .rpc
                     .call::<_, Value>("instance.transition", &params)
@@ -198,8 +213,8 @@ pub(crate) async fn record(
                     .call::<_, Value>(
                         "task.event",
                         &json!({
-                            "task_id": task_id,
-                            "instance_id": t.instance_id,
+                            "task_id": wire_id("task_id", &task_id).unwrap_or_default(),
+                            "instance_id": wire_id("instance_id", &t.instance_id).unwrap_or_default(),
                             "step": step,
                             "status": t.status,
                             "detail": detail,
@@ -233,7 +248,12 @@ pub(crate) async fn finish(
     app.rpc
         .call::<_, Value>(
             "task.finish",
-            &json!({"task_id": task_id, "status": status, "result": result, "error": error}),
+            &json!({
+                "task_id": wire_id("task_id", &task_id)?,
+                "status": status,
+                "result": result,
+                "error": error,
+            }),
         )
         .await
         .map_err(rpc_err)?;
@@ -245,7 +265,7 @@ pub(crate) async fn finish(
 pub(crate) struct Ensured {
     pub index: usize,
     pub provider_ref: Option<String>,
-    pub volumes: Vec<String>,
+    pub volumes: Vec<VolDetail>,
     pub error: Option<String>,
 }
 
@@ -285,7 +305,7 @@ async fn ensure_batch(
         region: b.region.clone(),
         size: b.size.clone(),
         image: b.image.clone(),
-        ssh_keys: b.ssh_keys.clone(),
+        ssh_keys: Vec::new(),
         user_data: Some(b.user_data.clone()),
         extra_tags: b.tags.clone(),
         members: b
@@ -353,8 +373,8 @@ async fn ensure_volumes(
     plan: &Plan,
     inst: &Inst,
     machine_ref: &str,
-) -> Result<Vec<String>, talis_provider::Error> {
-    let mut ids = Vec::new();
+) -> Result<Vec<VolDetail>, talis_provider::Error> {
+    let mut out = Vec::new();
     for v in &inst.volumes {
         let vol = app
             .provider
@@ -372,9 +392,15 @@ async fn ensure_volumes(
                 .attach_volume(&vol.provider_ref, machine_ref)
                 .await?;
         }
-        ids.push(vol.provider_ref);
+        out.push(VolDetail {
+            id: vol.provider_ref,
+            name: vol.name,
+            region: vol.region,
+            size_gb: i64::from(vol.size_gigabytes),
+            mount_point: v.mount_point.clone(),
+        });
     }
-    Ok(ids)
+    Ok(out)
 }
 
 /// One machine's state from a project-wide poll: only what the workflow acts on.
@@ -472,23 +498,32 @@ mod tests {
     #[test]
     fn claim_answer_becomes_a_compact_plan() {
         let v = json!({
-            "task": {"id": "t1", "project_id": "p1", "action": "create_instances", "status": "running"},
-            "project": {"id": "p1", "name": "demo"},
-            "phone_home_url": "http://api/v1/phone-home/t1?token=abc",
+            "claimed": true,
+            "task": {"ID": 7, "project_id": 3, "action": "create_instances", "status": "running"},
+            "project": {"ID": 3, "name": "demo"},
             "instances": [{
-                "id": "i1", "name": "web-1", "provider": "digitalocean", "region": "nyc3",
+                "ID": 11, "name": "web-1", "provider_id": "digitalocean", "region": "nyc3",
                 "size": "s-1vcpu-1gb", "image": "ubuntu-24-04-x64", "status": "pending",
-                "tags": ["env=prod"], "ssh_keys": [123, "ab:cd"],
-                "volumes": [{"name": "data", "size_gb": 10}], "payload": "echo hi",
-                "provider_ref": null
+                "tags": ["env=prod"], "provider_ref": "",
+                "ssh_keys": [{"name": "me", "public_key": "ssh-ed25519 AAAA me"}],
+                "volumes": [{"name": "data", "size_gb": 10, "region": "", "filesystem": "ext4", "mount_point": "/data"}],
+                "provision": true, "payload": "echo hi", "execute_payload": true,
+                "phone_home_url": "http://api/v1/phone-home/11?token=abc"
             }]
         });
-        let p = plan_from_claim(&v, "t1").unwrap();
-        assert_eq!(p.project_id, "p1");
+        let p = plan_from_claim(&v, "7").unwrap();
+        assert_eq!(p.project_id, "3");
+        assert!(p.claimed);
         assert_eq!(p.action, Action::CreateInstances);
-        assert_eq!(p.instances[0].ssh_keys, vec!["123", "ab:cd"]);
-        assert_eq!(p.instances[0].volumes[0].size_gb, 10);
-        assert_eq!(p.instances[0].provider_ref, None);
-        assert!(plan_from_claim(&json!({"task": {}}), "t1").is_err());
+        let i = &p.instances[0];
+        assert_eq!(i.id, "11");
+        assert_eq!(i.ssh_public_keys, vec!["ssh-ed25519 AAAA me"]);
+        assert_eq!(i.volumes[0].size_gb, 10);
+        assert_eq!(i.volumes[0].filesystem_type.as_deref(), Some("ext4"));
+        assert_eq!(i.provider_ref, None);
+        assert_eq!(i.payload.as_deref(), Some("echo hi"));
+        assert!(i.phone_home_url.is_some());
+        assert!(plan_from_claim(&json!({"task": {}}), "7").is_err());
+        assert!(wire_id("task_id", "x").is_err());
     }
 }

@@ -196,11 +196,10 @@ impl<'a, 'ctx> Runner<'a, 'ctx> {
             plan: Arc::new(plan),
             st,
         };
-        if matches!(
-            r.plan.task_status.as_str(),
-            "completed" | "failed" | "terminated"
-        ) {
-            return Ok(Json(serde_json::json!({"skipped": r.plan.task_status})));
+        if !r.plan.claimed {
+            return Ok(Json(
+                serde_json::json!({"skipped": "task already finished"}),
+            ));
         }
         let summary = match r.plan.action {
             Action::CreateInstances => r.create().await?,
@@ -346,7 +345,9 @@ impl<'a, 'ctx> Runner<'a, 'ctx> {
                 )
             })
             .collect();
-        let with_phone_home = self.plan.phone_home_url.is_some();
+        let with_phone_home = waiting
+            .iter()
+            .all(|&i| self.plan.instances[i].phone_home_url.is_some());
         let mut futs: DurableFuturesUnordered<
             Pin<Box<dyn DurableFuture<Output = Event> + Send + '_>>,
         > = DurableFuturesUnordered::new();
