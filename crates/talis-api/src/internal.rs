@@ -1,0 +1,41 @@
+//! Internal RPC of the workflows: `POST /internal/v1/<method>` with `Authorization: Bearer
+//! <internal_secret>`, answered with the same envelope as the public routes. Every method is
+//! idempotent (Restate may replay a call).
+//!
+//! | method | params | result |
+//! |---|---|---|
+//! | `task.claim` | [`TaskClaim`] | [`ClaimedTask`] (`claimed: false` when the task already finished) |
+//! | `instance.transition` | [`InstanceTransition`] | [`Instance`](crate::Instance) (illegal → 409) |
+//! | `task.event` | [`TaskEventRecord`] | [`EventRecorded`] |
+//! | `task.finish` | [`TaskFinish`] | [`Task`](crate::Task) |
+//!
+//! The phone-home URL of each claimed instance is `ClaimedInstance::phone_home_url`; it is built
+//! by [`phone_home_url`] from `public_url` and the internal secret.
+
+pub use talis_core::auth::{phone_home_token, phone_home_url};
+pub use talis_core::params::{
+    ClaimedInstance, ClaimedTask, EventRecorded, InstanceTransition, TaskClaim, TaskEventRecord,
+    TaskFinish,
+};
+pub use talis_core::service::INTERNAL_METHODS as METHODS;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// What the component forwards to `{restate_ingress_url}/TaskWorkflow/{task_id}/phone_home`
+/// when an instance phones home.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PhoneHome {
+    pub instance_id: i64,
+    pub public_ip: String,
+    pub status: String,
+}
+
+/// Body a machine (or the fake cloud) posts to `/v1/phone-home/{instance_id}?token=…`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct PhoneHomeBody {
+    pub droplet_id: Option<serde_json::Value>,
+    pub public_ip: String,
+    pub status: String,
+}
