@@ -168,6 +168,9 @@ struct Runner<'a, 'ctx> {
     app: Arc<App>,
     plan: Arc<Plan>,
     st: Vec<State>,
+    /// The component refused a transition because the task was terminated by its owner: stop
+    /// at the next step even if the `cancel` signal never arrives.
+    stopped: bool,
 }
 
 impl<'a, 'ctx> Runner<'a, 'ctx> {
@@ -195,6 +198,7 @@ impl<'a, 'ctx> Runner<'a, 'ctx> {
             app,
             plan: Arc::new(plan),
             st,
+            stopped: false,
         };
         if !r.plan.claimed {
             return Ok(Json(
@@ -231,11 +235,16 @@ impl<'a, 'ctx> Runner<'a, 'ctx> {
             let task_id = self.plan.task_id.clone();
             let list: Vec<Transition> = chunk.iter().map(|(_, t)| t.clone()).collect();
             let s = step.to_string();
-            self.ctx
+            let refused = self
+                .ctx
                 .run(|| steps::record(app, task_id, s, list))
                 .name(format!("record {step} #{n}"))
                 .retry_policy(rpc_policy())
-                .await?;
+                .await?
+                .into_inner();
+            if refused.iter().any(|m| m.contains("is terminated")) {
+                self.stopped = true;
+            }
             for (i, t) in chunk {
                 let st = &mut self.st[*i];
                 st.status = t.status.clone();
@@ -313,6 +322,9 @@ impl<'a, 'ctx> Runner<'a, 'ctx> {
                 })
                 .collect();
             self.record("ensure machine", ts).await?;
+        }
+        if self.cancel_requested().await? {
+            return self.terminate(Some("cancelled")).await;
         }
         self.progress("waiting for machines");
         let outcome = self.wait().await?;
@@ -421,6 +433,9 @@ impl<'a, 'ctx> Runner<'a, 'ctx> {
                         pending.remove(i);
                     }
                     self.record("phone home", ts).await?;
+                    if self.stopped {
+                        return Ok(Wait::Cancelled);
+                    }
                     self.progress("waiting for machines");
                 }
                 Ev::Poll => {
@@ -467,6 +482,9 @@ impl<'a, 'ctx> Runner<'a, 'ctx> {
                         }
                         if !ts.is_empty() {
                             self.record("machine running", ts).await?;
+                            if self.stopped {
+                                return Ok(Wait::Cancelled);
+                            }
                             self.progress("waiting for machines");
                         }
                     }
