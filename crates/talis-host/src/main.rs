@@ -1,3 +1,140 @@
-//! Spin-compatible local host for Spin HTTP components (wasmtime).
+//! `talis-host up`: a Spin-compatible local host for Spin HTTP components on wasmtime.
+//! Same command line, manifest, variables, routing, headers and imports as `spin up`, so the
+//! same `.wasm` and `spin.toml` run here and on Spin.
 
-fn main() {}
+mod app;
+mod glob;
+mod kv;
+mod manifest;
+mod outbound;
+mod routes;
+mod server;
+mod sqlite;
+mod state;
+mod variables;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+/// Host side of the Spin interfaces beyond WASI (see `wit/world.wit`).
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "wit",
+        world: "talis:host/spin-imports",
+        imports: { default: async | trappable },
+        with: {
+            "fermyon:spin/sqlite.connection": crate::sqlite::Connection,
+            "spin:sqlite/sqlite.connection": crate::sqlite::Connection,
+            "fermyon:spin/key-value.store": crate::kv::KvStore,
+        },
+    });
+}
+
+#[derive(Parser)]
+#[command(version, about = "Spin-compatible local host for Spin HTTP components")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the application (like `spin up`).
+    Up(UpArgs),
+}
+
+#[derive(clap::Args)]
+struct UpArgs {
+    /// The application manifest, or a directory containing spin.toml.
+    #[arg(short = 'f', long = "from", default_value = "spin.toml")]
+    from: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    listen: SocketAddr,
+    /// SQL to run against the default database before serving, or `@file[:label]`. Repeatable.
+    #[arg(long = "sqlite")]
+    sqlite: Vec<String>,
+    /// Spin runtime configuration file (sqlite_database, key_value_store, state_dir).
+    #[arg(long = "runtime-config-file")]
+    runtime_config_file: Option<PathBuf>,
+    /// Directory for the app's state (default: .spin beside the manifest).
+    #[arg(long = "state-dir")]
+    state_dir: Option<PathBuf>,
+    /// Set an application variable: NAME=VALUE (overrides SPIN_VARIABLE_NAME). Repeatable.
+    #[arg(long = "variable", value_parser = key_value)]
+    variables: Vec<(String, String)>,
+    /// Pass an environment variable to all components: KEY=VALUE. Repeatable.
+    #[arg(short = 'e', long = "env", value_parser = key_value)]
+    env: Vec<(String, String)>,
+    /// Largest request body accepted, in bytes (larger → 413).
+    #[arg(long = "max-request-body", default_value_t = 16 << 20)]
+    max_request_body: usize,
+    /// Most requests handled at the same time (size of the instance pool).
+    #[arg(long = "max-instances", default_value_t = 256)]
+    max_instances: u32,
+}
+
+fn key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,wasmtime=warn,cranelift=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let Cmd::Up(args) = Cli::parse().cmd;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(up(args))
+}
+
+async fn up(args: UpArgs) -> Result<()> {
+    let started = std::time::Instant::now();
+    let opts = app::Options {
+        manifest: args.from,
+        runtime_config: args.runtime_config_file,
+        state_dir: args.state_dir,
+        sqlite: args.sqlite,
+        variables: args.variables,
+        env: args.env,
+        max_instances: args.max_instances,
+    };
+    // Compiling components is CPU-bound; keep it off the async workers.
+    let app = tokio::task::spawn_blocking(move || app::App::load(&opts)).await??;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    println!("Serving http://{addr}");
+    println!("Available Routes:");
+    for (route, component) in app.router.routes() {
+        println!("  {component}: http://{addr}{route}");
+    }
+    tracing::info!("{} ready in {:?}", app.name, started.elapsed());
+    let server = Arc::new(server::Server {
+        app: Arc::new(app),
+        max_body: args.max_request_body,
+    });
+    server.serve(listener, shutdown_signal()).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
