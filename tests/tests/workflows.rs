@@ -1,11 +1,19 @@
 //! End-to-end tests of the durable task execution: real restate-server, real talis-workflows,
 //! real talis-host running the API component, real fake cloud, all on loopback.
 
+#[path = "common/e2e_flow.rs"]
+mod flow;
+
 use std::time::Duration;
 
 use anyhow::Result;
+use serde_json::json;
 use talis_stack::restate::{Ports, Restate};
-use talis_stack::workflows::{Options, Workflows};
+use talis_stack::workflows::{FullStack, Options, StackOptions, Workflows};
+
+use flow::*;
+
+const TASK_LIMIT: Duration = Duration::from_secs(90);
 
 /// restate-server starts under a project-local state dir on loopback ports, the workflows
 /// endpoint starts, and its registration exposes the TaskWorkflow handlers.
@@ -44,3 +52,176 @@ async fn restate_and_workflows_start_and_register() -> Result<()> {
     assert!(ui.status().is_success(), "UI answered {}", ui.status());
     Ok(())
 }
+
+/// 100 machines reach ready with IPs, in few provider calls; deleting the project leaves
+/// nothing at the provider.
+#[tokio::test(flavor = "multi_thread")]
+async fn hundred_instances_reach_ready_then_delete_leaves_nothing() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let stack = FullStack::start(dir.path(), StackOptions::default()).await?;
+    let (task_id, ids) = create_project(&stack, "fleet", 100, json!({})).await?;
+    assert_eq!(ids.len(), 100);
+    let t = wait_task(&stack, task_id, TASK_LIMIT).await?;
+    assert_eq!(t["status"], "completed", "task: {t}");
+    let stats = assert_all_ready(&stack, "fleet", 100).await?;
+    assert_eq!(stats["droplets"]["live"], 100);
+    let calls = stats["total_calls"].as_f64().unwrap_or(0.0);
+    assert!(
+        calls / 100.0 <= 1.5,
+        "{calls} provider calls for 100 instances"
+    );
+    // Every instance has its step history.
+    assert!(
+        t["logs"].as_str().unwrap_or("").lines().count() >= 100,
+        "{}",
+        t["logs"]
+    );
+
+    delete_and_assert_clean(&stack, "fleet", TASK_LIMIT).await
+}
+
+/// Volumes are created, attached and recorded, and destroyed with the project.
+#[tokio::test(flavor = "multi_thread")]
+async fn volumes_are_attached_and_deleted_with_the_project() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let stack = FullStack::start(dir.path(), StackOptions::default()).await?;
+    let vols = json!({"volumes": [{"name": "data", "size_gb": 10, "filesystem": "ext4", "mount_point": "/data"}]});
+    let (task_id, _) = create_project(&stack, "withvol", 5, vols).await?;
+    let t = wait_task(&stack, task_id, TASK_LIMIT).await?;
+    assert_eq!(t["status"], "completed", "task: {t}");
+    let stats = assert_all_ready(&stack, "withvol", 5).await?;
+    assert_eq!(stats["volumes"]["live"], 5, "{}", stats["volumes"]);
+    assert_eq!(stats["volumes"]["attached"], 5, "{}", stats["volumes"]);
+    for i in instances(&stack, "withvol").await? {
+        assert_eq!(
+            i["volume_details"].as_array().map(Vec::len),
+            Some(1),
+            "volume not recorded: {i}"
+        );
+    }
+    delete_and_assert_clean(&stack, "withvol", TASK_LIMIT).await
+}
+
+/// Terminating a running create task stops it, destroys what it made and ends `terminated`.
+#[tokio::test(flavor = "multi_thread")]
+async fn terminate_mid_run_cancels_and_compensates() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    // Machines take 3–4 s to boot, so the task is surely mid-run when terminated.
+    let slow = format!(
+        "boot_delay_ms = 3000\nboot_jitter_ms = 1000\nip_delay_ms = 0\n{}",
+        PHONE_HOME_RETRIES
+    );
+    let stack = FullStack::start(
+        dir.path(),
+        StackOptions {
+            fake_config: Some(slow),
+            ..StackOptions::default()
+        },
+    )
+    .await?;
+    let (task_id, _) = create_project(&stack, "halt", 30, json!({})).await?;
+    wait_created(&stack, "halt", 10, TASK_LIMIT).await?;
+    stack
+        .call("task.terminate", json!({"task_id": task_id}))
+        .await?;
+    let t = wait_task(&stack, task_id, TASK_LIMIT).await?;
+    assert_eq!(t["status"], "terminated", "task: {t}");
+    // The workflow compensates: every machine it made is destroyed, every instance terminated.
+    let deadline = std::time::Instant::now() + TASK_LIMIT;
+    loop {
+        let stats = stack.fake_stats().await?;
+        let list = instances(&stack, "halt").await?;
+        let counts = by_status(&list);
+        if stats["droplets"]["live"] == 0 && counts.get("terminated") == Some(&30) {
+            assert_eq!(stats["duplicates"]["count"], 0);
+            assert_eq!(stats["orphans"]["count"], 0);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not compensated: live {} statuses {counts:?}",
+            stats["droplets"]["live"]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
+
+/// A terminal provider error (unknown size) fails fast with the provider's message; nothing
+/// is left at the provider.
+#[tokio::test(flavor = "multi_thread")]
+async fn terminal_provider_error_fails_fast_with_the_message() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let stack = FullStack::start(dir.path(), StackOptions::default()).await?;
+    let started = std::time::Instant::now();
+    let (task_id, _) =
+        create_project(&stack, "badsize", 3, json!({"size": "no-such-size"})).await?;
+    let t = wait_task(&stack, task_id, TASK_LIMIT).await?;
+    assert_eq!(t["status"], "failed", "task: {t}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    for i in instances(&stack, "badsize").await? {
+        assert_eq!(i["status"], "failed", "{i}");
+        assert!(
+            i["error"].as_str().unwrap_or("").contains("422"),
+            "provider message not recorded: {i}"
+        );
+    }
+    assert_eq!(stack.fake_stats().await?["droplets"]["live"], 0);
+    Ok(())
+}
+
+/// 20 % 5xx answers, 429 bursts and stalled requests: still 100/100 ready, no duplicates, and
+/// nothing left after delete.
+#[tokio::test(flavor = "multi_thread")]
+async fn provider_faults_still_give_all_ready_and_no_duplicates() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let faulty = format!(
+        r#"boot_delay_ms = 200
+boot_jitter_ms = 300
+ip_delay_ms = 0
+{PHONE_HOME_RETRIES}
+[[faults]]
+kind = "error_5xx"
+probability = 0.2
+status = 503
+[[faults]]
+kind = "rate_limit_429"
+probability = 0.05
+burst = 3
+[[faults]]
+kind = "stall"
+probability = 0.05
+stall_ms = 1500
+[[faults]]
+endpoint = "droplets_create"
+kind = "lost_response"
+count = 2
+"#
+    );
+    let stack = FullStack::start(
+        dir.path(),
+        StackOptions {
+            fake_config: Some(faulty),
+            ..StackOptions::default()
+        },
+    )
+    .await?;
+    let (task_id, _) = create_project(&stack, "flaky", 100, json!({})).await?;
+    let t = wait_task(&stack, task_id, Duration::from_secs(150)).await?;
+    assert_eq!(t["status"], "completed", "task: {t}");
+    let stats = assert_all_ready(&stack, "flaky", 100).await?;
+    assert_eq!(stats["droplets"]["live"], 100);
+    delete_and_assert_clean(&stack, "flaky", Duration::from_secs(150)).await
+}
+
+/// Phone-home retried like the script's `curl --retry`, and no rate limits.
+const PHONE_HOME_RETRIES: &str = "rate_limit_per_minute = 4294967295
+rate_limit_per_hour = 4294967295
+[phone_home]
+attempts = 60
+retry_delay_ms = 500
+timeout_ms = 5000";

@@ -70,3 +70,159 @@ impl Workflows {
         format!("http://127.0.0.1:{}", self.port)
     }
 }
+
+/// Knobs of a [`FullStack`].
+#[derive(Clone, Debug)]
+pub struct StackOptions {
+    /// Fake cloud config (TOML text: boot delay, rate limits, faults...); `None` = instant.
+    pub fake_config: Option<String>,
+    /// Creation → phone-home deadline of the workflows.
+    pub provision_timeout_secs: u64,
+    /// Longest pause between project polls.
+    pub poll_max_ms: u64,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            fake_config: None,
+            provision_timeout_secs: 120,
+            poll_max_ms: 2000,
+        }
+    }
+}
+
+/// The fake cloud's config for functional tests: no latency, no limits, and a phone-home that
+/// retries like the script's `curl --retry` (so a restarting API does not lose it).
+pub const INSTANT_FAKE: &str = r#"
+boot_delay_ms = 0
+boot_jitter_ms = 0
+ip_delay_ms = 0
+rate_limit_per_minute = 4294967295
+rate_limit_per_hour = 4294967295
+[phone_home]
+attempts = 60
+retry_delay_ms = 500
+timeout_ms = 5000
+"#;
+
+/// The whole stack on loopback: fake cloud, restate-server, workflows (registered), talis-host
+/// serving the API component from the workspace's `spin.toml`. State and logs live under `dir`,
+/// so any process can be killed and restarted with its state.
+#[derive(Debug)]
+pub struct FullStack {
+    pub dir: std::path::PathBuf,
+    pub fake: crate::fakecloud::FakeCloud,
+    pub restate: crate::restate::Restate,
+    pub workflows: Workflows,
+    pub host: Service,
+    pub api_url: String,
+    pub admin_key: String,
+    http: reqwest::Client,
+}
+
+impl FullStack {
+    pub async fn start(dir: &Path, opts: StackOptions) -> Result<Self> {
+        let logs = dir.join("logs");
+        std::fs::create_dir_all(&logs)?;
+        let fake_config = dir.join("fakecloud.toml");
+        std::fs::write(
+            &fake_config,
+            opts.fake_config.as_deref().unwrap_or(INSTANT_FAKE),
+        )?;
+        let fake = crate::fakecloud::start(
+            &crate::fakecloud::Options {
+                config: Some(fake_config),
+                snapshot: Some(dir.join("fakecloud-state.json")),
+                ..Default::default()
+            },
+            &logs,
+        )
+        .await?;
+        let restate = crate::restate::Restate::start(
+            &dir.join("restate"),
+            &logs,
+            crate::restate::Ports::free(),
+        )
+        .await?;
+        let api_port = free_port();
+        let api_url = format!("http://127.0.0.1:{api_port}");
+        let internal_secret = "e2e-internal-secret".to_string();
+        let admin_key = "e2e-admin-key".to_string();
+        let mut wo = Options::new(&api_url, &internal_secret, &fake.base_url, "e2e-do-token");
+        wo.env = vec![
+            (
+                "TALIS_PROVISION_TIMEOUT_SECS".into(),
+                opts.provision_timeout_secs.to_string(),
+            ),
+            ("TALIS_POLL_MAX_MS".into(), opts.poll_max_ms.to_string()),
+        ];
+        let workflows = Workflows::start(&wo, &logs).await?;
+        restate.register(&workflows.url()).await?;
+        let root = crate::workspace_root();
+        let host_spec = Spec::new("talis-host", bin("talis-host"), &logs)
+            .args(["up", "-f"])
+            .arg(root.join("spin.toml").display().to_string())
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{api_port}"))
+            .arg("--state-dir")
+            .arg(dir.join("spin").display().to_string())
+            .arg("--variable")
+            .arg(format!("admin_api_key={admin_key}"))
+            .arg("--variable")
+            .arg(format!("internal_secret={internal_secret}"))
+            .arg("--variable")
+            .arg(format!("restate_ingress_url={}", restate.ingress_url()))
+            .arg("--variable")
+            .arg(format!("public_url={api_url}"))
+            .env("RUST_LOG", "warn")
+            .ready(Ready::Http(format!("{api_url}/health")))
+            .ready_timeout(std::time::Duration::from_secs(120));
+        let host = Service::start(host_spec).await?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            fake,
+            restate,
+            workflows,
+            host,
+            api_url,
+            admin_key,
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(60))
+                .build()?,
+        })
+    }
+
+    /// Calls a public RPC method as admin (`POST /v1/<method>`); returns `data` or the error.
+    pub async fn call(&self, method: &str, params: serde_json::Value) -> Result<serde_json::Value> {
+        let r = self
+            .http
+            .post(format!("{}/v1/{method}", self.api_url))
+            .bearer_auth(&self.admin_key)
+            .json(&params)
+            .send()
+            .await?;
+        let status = r.status();
+        let body: serde_json::Value = r.json().await?;
+        if !status.is_success() || body["success"] == serde_json::Value::Bool(false) {
+            anyhow::bail!("{method} answered {status}: {body}");
+        }
+        Ok(body["data"].clone())
+    }
+
+    /// `GET /_fake/stats` of the fake cloud.
+    pub async fn fake_stats(&self) -> Result<serde_json::Value> {
+        self.fake.stats().await
+    }
+
+    /// Replaces the fake cloud's config at run time (`PUT /_fake/config`, JSON).
+    pub async fn set_fake_config(&self, config: &serde_json::Value) -> Result<()> {
+        self.http
+            .put(format!("{}/_fake/config", self.fake.base_url))
+            .json(config)
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,88 @@
+//! Crash tests: kill -9 one process of the stack while 100 machines are being created, restart
+//! it, and check that every machine still becomes ready exactly once and that deleting the
+//! project leaves nothing behind (counted by the fake cloud's /_fake/stats).
+
+#[path = "common/e2e_flow.rs"]
+mod flow;
+
+use std::time::Duration;
+
+use anyhow::Result;
+use serde_json::json;
+use talis_stack::workflows::{FullStack, StackOptions};
+
+use flow::*;
+
+const N: usize = 100;
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// Machines boot in 1–2.5 s, so a kill right after the first machines exist lands mid-run;
+/// phone-home is retried like the script's `curl --retry` (the API may be down for a while).
+const SLOW_BOOT: &str = "boot_delay_ms = 1000
+boot_jitter_ms = 1500
+ip_delay_ms = 0
+rate_limit_per_minute = 4294967295
+rate_limit_per_hour = 4294967295
+[phone_home]
+attempts = 120
+retry_delay_ms = 500
+timeout_ms = 5000";
+
+#[derive(Clone, Copy, Debug)]
+enum Victim {
+    Workflows,
+    Restate,
+    Host,
+}
+
+async fn crash_and_recover(victim: Victim) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut stack = FullStack::start(
+        dir.path(),
+        StackOptions {
+            fake_config: Some(SLOW_BOOT.into()),
+            ..StackOptions::default()
+        },
+    )
+    .await?;
+    let project = format!("chaos-{victim:?}").to_lowercase();
+    let (task_id, _) = create_project(&stack, &project, N, json!({})).await?;
+    wait_created(&stack, &project, 10, LIMIT).await?;
+    match victim {
+        Victim::Workflows => {
+            stack.workflows.service.kill9().await?;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            stack.workflows.service.restart().await?;
+        }
+        Victim::Restate => {
+            stack.restate.service.kill9().await?;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            stack.restate.restart().await?;
+        }
+        Victim::Host => {
+            stack.host.kill9().await?;
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            stack.host.restart().await?;
+        }
+    }
+    let t = wait_task(&stack, task_id, LIMIT).await?;
+    assert_eq!(t["status"], "completed", "task after {victim:?} crash: {t}");
+    let stats = assert_all_ready(&stack, &project, N).await?;
+    assert_eq!(stats["droplets"]["live"], N as u64, "{}", stats["droplets"]);
+    delete_and_assert_clean(&stack, &project, LIMIT).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill9_workflows_mid_run_then_restart() -> Result<()> {
+    crash_and_recover(Victim::Workflows).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill9_restate_server_mid_run_then_restart() -> Result<()> {
+    crash_and_recover(Victim::Restate).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill9_talis_host_mid_run_then_restart() -> Result<()> {
+    crash_and_recover(Victim::Host).await
+}
