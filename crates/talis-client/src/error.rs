@@ -8,7 +8,7 @@ use serde_json::Value;
 pub enum Error {
     /// The server could not be reached even after the connection retries. Nothing was sent, so
     /// retrying later is always safe.
-    #[error("cannot connect to {url} ({attempts} attempts): {source}")]
+    #[error("cannot connect to {url} ({attempts} attempts): {}", root_cause(.source))]
     Connect {
         url: String,
         attempts: u32,
@@ -17,7 +17,7 @@ pub enum Error {
     },
     /// The request failed after it may have reached the server (timeout, reset mid-answer). Not
     /// retried automatically: a create may already have happened.
-    #[error("request to {url} failed: {source}")]
+    #[error("request to {url} failed: {}", root_cause(.source))]
     Transport {
         url: String,
         #[source]
@@ -36,6 +36,19 @@ pub enum Error {
     /// The client was configured with an unusable base URL or key.
     #[error("invalid client configuration: {0}")]
     Config(String),
+}
+
+/// The innermost cause ("Connection refused", "operation timed out"): reqwest's own message only
+/// says that sending failed.
+fn root_cause(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "timed out".into();
+    }
+    let mut cur: &dyn std::error::Error = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
 }
 
 impl Error {
@@ -82,7 +95,10 @@ impl ApiError {
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.message)?;
-        if let Some(field) = self.field() {
+        // Validation messages usually start with the field path already.
+        if let Some(field) = self.field()
+            && !self.message.contains(field)
+        {
             write!(f, " (field: {field})")?;
         }
         write!(f, " [HTTP {}]", self.status)

@@ -6,6 +6,12 @@
 //! message and field path. Only connection failures are retried: then nothing reached the server.
 
 mod error;
+mod methods;
+
+/// The wire types (params, results, models, statuses) of `talis-api`, re-exported for callers.
+pub mod wire {
+    pub use talis_api::*;
+}
 
 use std::time::Duration;
 
@@ -16,6 +22,7 @@ use serde_json::Value;
 use url::Url;
 
 pub use error::{ApiError, Error, Result};
+pub use methods::METHODS;
 
 /// Which of the two equivalent routes requests go to.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -170,7 +177,12 @@ impl Client {
         let (path, body) = match self.route {
             Route::Envelope => (
                 "api/v1/".to_string(),
-                serde_json::json!({ "method": method, "params": params }),
+                serde_json::to_value(talis_api::RpcRequest {
+                    method: method.to_string(),
+                    params: params.clone(),
+                    id: None,
+                })
+                .expect("an RPC request serialises"),
             ),
             Route::Typed => (format!("v1/{method}"), params.clone()),
         };
@@ -281,43 +293,25 @@ fn unwrap_envelope(url: &Url, status: StatusCode, bytes: &[u8]) -> Result<Value>
         status: status.as_u16(),
         detail,
     };
-    let v: Value = serde_json::from_slice(bytes).map_err(|_| {
+    let resp: talis_api::RpcResponse = serde_json::from_slice(bytes).map_err(|_| {
         let text = String::from_utf8_lossy(bytes);
-        let text: String = text.chars().take(200).collect();
-        protocol(if text.trim().is_empty() {
+        let text: String = text.trim().chars().take(200).collect();
+        protocol(if text.is_empty() {
             "empty body".into()
         } else {
-            format!("not JSON: {}", text.trim())
+            format!("not a Talis envelope: {text}")
         })
     })?;
-    let success = v.get("success").and_then(Value::as_bool);
-    if status.is_success() && success != Some(false) {
-        if success.is_none() && v.get("data").is_none() {
-            return Err(protocol("not a Talis envelope".into()));
-        }
-        return Ok(v.get("data").cloned().unwrap_or(Value::Null));
+    match (resp.success, resp.error) {
+        (true, _) if status.is_success() => Ok(resp.data.unwrap_or(Value::Null)),
+        (_, Some(e)) => Err(Error::Api(ApiError {
+            status: status.as_u16(),
+            code: i64::from(e.code),
+            message: e.message,
+            data: e.data.filter(|d| !d.is_null()),
+        })),
+        (_, None) => Err(protocol("failure without an error".into())),
     }
-    let err = v.get("error");
-    let message = match err {
-        Some(Value::Object(o)) => o.get("message").and_then(Value::as_str),
-        Some(Value::String(s)) => Some(s.as_str()),
-        _ => None,
-    };
-    let Some(message) = message else {
-        return Err(protocol(format!("error without a message: {v}")));
-    };
-    Err(Error::Api(ApiError {
-        status: status.as_u16(),
-        code: err
-            .and_then(|e| e.get("code"))
-            .and_then(Value::as_i64)
-            .unwrap_or(status.as_u16() as i64),
-        message: message.to_string(),
-        data: err
-            .and_then(|e| e.get("data"))
-            .cloned()
-            .filter(|d| !d.is_null()),
-    }))
 }
 
 #[cfg(test)]

@@ -1,0 +1,388 @@
+//! The command tree. One subcommand per RPC method (see `COVERAGE`), plus the original CLI's
+//! `infra create|delete -f file.json`, `task watch`, `config` and `completions`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "talis",
+    version,
+    about = "Deploy and track fleets of cloud machines with Talis",
+    after_help = "Exit status: 0 success, 1 error, 2 usage error, 3 a waited-for task or instance failed."
+)]
+pub struct Cli {
+    /// Talis API base URL [default: http://127.0.0.1:3000, or the config file's api_url]
+    #[arg(long, env = "TALIS_API_URL", global = true)]
+    pub api_url: Option<String>,
+    /// API key, sent as `Authorization: Bearer <key>`
+    #[arg(long, env = "TALIS_API_KEY", global = true, hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Config file (TOML with api_url, api_key) [default: ~/.config/talis/config.toml]
+    #[arg(long, env = "TALIS_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Output format [default: table on a terminal, json when piped]
+    #[arg(short, long, value_enum, global = true)]
+    pub output: Option<Format>,
+    /// Which API route carries the calls (both answer the same)
+    #[arg(long, value_enum, global = true, default_value_t = RouteArg::Envelope)]
+    pub route: RouteArg,
+    /// Per-request timeout in seconds
+    #[arg(long, global = true, default_value_t = 30)]
+    pub timeout: u64,
+    /// Act for this owner (admin keys only)
+    #[arg(long, global = true)]
+    pub owner_id: Option<u64>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RouteArg {
+    /// POST /api/v1/ {method, params}
+    Envelope,
+    /// POST /v1/<method>
+    Typed,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Projects: named groups of instances
+    #[command(subcommand, alias = "projects")]
+    Project(ProjectCmd),
+    /// Tasks: the asynchronous work (create, terminate, delete) on instances
+    #[command(subcommand, alias = "tasks")]
+    Task(TaskCmd),
+    /// Instances: the machines
+    #[command(subcommand, alias = "instances")]
+    Instance(InstanceCmd),
+    /// Users (creating and deleting needs an admin key)
+    #[command(subcommand, alias = "users")]
+    User(UserCmd),
+    /// SSH public keys installed on new machines
+    #[command(subcommand, alias = "sshkeys")]
+    Sshkey(SshkeyCmd),
+    /// API keys of the caller
+    #[command(subcommand, alias = "apikeys")]
+    Apikey(ApikeyCmd),
+    /// The original CLI's file-driven commands (create.json / delete.json)
+    #[command(subcommand)]
+    Infra(InfraCmd),
+    /// Show or write the config file
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Print a shell completion script (e.g. `talis completions bash > /etc/bash_completion.d/talis`)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `--wait` and its knobs, shared by every command that queues a task.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct WaitArgs {
+    /// Wait for the task to finish, showing live progress; exit 3 if it or any instance failed
+    #[arg(long)]
+    pub wait: bool,
+    /// Give up waiting after this many seconds (the task keeps running)
+    #[arg(long, value_name = "SECS", requires = "wait")]
+    pub wait_timeout: Option<u64>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PageArgs {
+    /// Page number (1-based)
+    #[arg(long)]
+    pub page: Option<u32>,
+    /// Rows per page (1-1000)
+    #[arg(long)]
+    pub limit: Option<u32>,
+    /// Continue after this cursor (from a previous page's next_cursor)
+    #[arg(long)]
+    pub cursor: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProjectCmd {
+    /// Create a project, optionally with instances, from flags or a JSON file
+    Create {
+        /// project.create params as JSON ({"name", "description", "config", "instances": [...]}),
+        /// or the original create.json array of instance requests; `-` reads stdin
+        #[arg(short, long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Project name (overrides the file's)
+        #[arg(short, long)]
+        name: Option<String>,
+        #[arg(short, long)]
+        description: Option<String>,
+        /// Project config as a JSON object string
+        #[arg(short, long)]
+        config: Option<String>,
+        /// Retrying with the same key returns the first answer instead of failing
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Show one project
+    Get { name: String },
+    /// List projects
+    List(PageArgs),
+    /// Delete a project, terminating its live instances first
+    Delete {
+        name: String,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// List a project's instances
+    Instances {
+        name: String,
+        #[arg(long)]
+        status: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TaskCmd {
+    /// Show one task
+    Get { id: u64 },
+    /// List a project's tasks
+    List {
+        #[arg(short, long)]
+        project: String,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// Stop a task
+    Terminate {
+        id: u64,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Follow a task until it finishes, with live progress; exit 3 if it or any instance failed
+    Watch {
+        id: u64,
+        #[arg(long, value_name = "SECS")]
+        wait_timeout: Option<u64>,
+    },
+    /// List the tasks that acted on one instance
+    ListByInstance {
+        instance_id: u64,
+        /// create_instances, terminate_instances or delete_project
+        #[arg(short, long)]
+        action: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// Force a task's status (admin)
+    UpdateStatus { id: u64, status: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum InstanceCmd {
+    /// List instances
+    List {
+        #[arg(short, long)]
+        project: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        /// Include terminated instances
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// Show one instance
+    Get { id: u64 },
+    /// Create instances in existing projects (file: {"instances": [...]} or a bare array)
+    Create {
+        #[arg(short, long, value_name = "FILE")]
+        file: PathBuf,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Terminate instances of a project
+    Terminate {
+        #[arg(short, long)]
+        project: String,
+        #[arg(required = true)]
+        ids: Vec<u64>,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Public IPs of instances
+    PublicIps {
+        #[arg(short, long)]
+        project: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    User,
+    Admin,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCmd {
+    /// Create a user and its first API key (admin)
+    Create {
+        #[arg(short, long)]
+        username: String,
+        #[arg(short, long)]
+        email: Option<String>,
+        #[arg(long, value_enum, default_value_t = Role::User)]
+        role: Role,
+        /// File with the user's public SSH key
+        #[arg(long, value_name = "FILE")]
+        public_ssh_key_file: Option<PathBuf>,
+    },
+    /// Show a user by username or id
+    Get {
+        username: Option<String>,
+        #[arg(long, conflicts_with = "username")]
+        id: Option<u64>,
+    },
+    /// List users
+    List(PageArgs),
+    /// Delete a user (admin)
+    Delete { id: u64 },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SshkeyCmd {
+    /// Store a public SSH key under a name
+    #[command(alias = "create")]
+    Add {
+        #[arg(short, long)]
+        name: String,
+        /// The key text (ssh-ed25519 AAAA...)
+        #[arg(
+            long,
+            conflicts_with = "public_key_file",
+            required_unless_present = "public_key_file"
+        )]
+        public_key: Option<String>,
+        /// File holding the key (e.g. ~/.ssh/id_ed25519.pub)
+        #[arg(short = 'k', long, value_name = "FILE")]
+        public_key_file: Option<PathBuf>,
+    },
+    /// List stored keys
+    List(PageArgs),
+    /// Delete a stored key
+    Delete { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ApikeyCmd {
+    /// Create an API key (shown once)
+    Create {
+        #[arg(short, long, default_value = "")]
+        name: String,
+    },
+    /// List API keys (prefixes only)
+    List(PageArgs),
+    /// Revoke an API key
+    Revoke { id: u64 },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum InfraCmd {
+    /// Create instances from the original create.json (array of instance requests); writes
+    /// delete-<project>-<timestamp>.json next to it for `infra delete`
+    Create {
+        #[arg(short, long, value_name = "FILE")]
+        file: PathBuf,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Terminate instances listed in delete.json ({"project_name", "instance_ids": [...]})
+    Delete {
+        #[arg(short, long, value_name = "FILE")]
+        file: PathBuf,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCmd {
+    /// Show the settings in effect and where each comes from (the key is masked)
+    Show,
+    /// Write api_url / api_key into the config file
+    Set {
+        #[arg(long = "url", value_name = "URL")]
+        url: Option<String>,
+        #[arg(long = "key", value_name = "KEY")]
+        key: Option<String>,
+    },
+}
+
+/// Which subcommand serves each RPC method (checked against the client's method list in a test).
+#[cfg(test)]
+pub const COVERAGE: &[(&str, &str)] = &[
+    ("project.create", "project create"),
+    ("project.get", "project get"),
+    ("project.list", "project list"),
+    ("project.delete", "project delete"),
+    ("project.listInstances", "project instances"),
+    ("task.get", "task get"),
+    ("task.list", "task list"),
+    ("task.terminate", "task terminate"),
+    ("task.updateStatus", "task update-status"),
+    ("task.listByInstance", "task list-by-instance"),
+    ("user.create", "user create"),
+    ("user.get", "user list"),
+    ("user.get.id", "user get"),
+    ("user.delete", "user delete"),
+    ("sshkey.create", "sshkey add"),
+    ("sshkey.list", "sshkey list"),
+    ("sshkey.delete", "sshkey delete"),
+    ("apikey.create", "apikey create"),
+    ("apikey.list", "apikey list"),
+    ("apikey.revoke", "apikey revoke"),
+    ("instance.create", "instance create"),
+    ("instance.list", "instance list"),
+    ("instance.get", "instance get"),
+    ("instance.terminate", "instance terminate"),
+    ("instance.publicIps", "instance public-ips"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_tree_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_rpc_method_has_a_subcommand() {
+        let root = Cli::command();
+        for method in talis_client::METHODS {
+            let (_, path) = COVERAGE
+                .iter()
+                .find(|(m, _)| m == method)
+                .unwrap_or_else(|| panic!("no subcommand for {method}"));
+            let mut cmd = &root;
+            for word in path.split(' ') {
+                cmd = cmd
+                    .find_subcommand(word)
+                    .unwrap_or_else(|| panic!("`talis {path}` ({method}) does not exist"));
+            }
+        }
+    }
+}
