@@ -48,6 +48,10 @@ pub struct Config {
     pub max_rate_limit_wait: Duration,
     /// Attempts of a whole look-up-then-create in `ensure_*`.
     pub ensure_attempts: u32,
+    /// After an ambiguous failure (timeout, broken connection, 5xx) `ensure_*` waits this long
+    /// before looking up again, so a create still in flight lands first and is found instead of
+    /// being repeated. Should exceed the provider's own processing time of a create.
+    pub settle: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -72,6 +76,7 @@ impl Config {
             backoff: Duration::from_millis(250),
             max_rate_limit_wait: Duration::from_secs(60),
             ensure_attempts: 6,
+            settle: Duration::from_secs(5),
         }
     }
 

@@ -32,9 +32,14 @@ impl DigitalOcean {
             match op().await {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_retryable() && attempt < attempts => {
-                    let wait = e
+                    let ambiguous = matches!(e, Error::Timeout | Error::Transport(_))
+                        || e.status().is_some_and(|s| s >= 500);
+                    let mut wait = e
                         .retry_after()
                         .unwrap_or_else(|| backoff(self.config.backoff, attempt));
+                    if ambiguous {
+                        wait = wait.max(self.config.settle);
+                    }
                     tracing::debug!(%e, ?wait, attempt, "{what}: retrying after a look-up");
                     tokio::time::sleep(wait).await;
                 }
@@ -51,29 +56,36 @@ impl DigitalOcean {
         let mut missing = Vec::new();
         for m in &batch.members {
             let itag = tags::instance(&m.instance_id);
-            let tagged: Vec<&Droplet> =
+            let mut tagged: Vec<&Droplet> =
                 existing.iter().filter(|d| d.tags.contains(&itag)).collect();
-            if tagged.len() > 1 {
-                return Err(Error::Conflict(format!(
-                    "{} droplets carry tag {itag}",
-                    tagged.len()
-                )));
-            }
-            if let Some(d) = tagged.first() {
-                found.insert(&m.instance_id, (*d).clone());
+            tagged.sort_by_key(|d| d.id);
+            if let Some((keep, extra)) = tagged.split_first() {
+                // Two creates landed for one instance (e.g. one whose answer timed out while it
+                // was still being processed): keep the oldest, destroy the rest.
+                for d in extra {
+                    tracing::warn!(droplet = d.id, tag = %itag, "destroying a duplicate droplet");
+                    self.delete_droplet(d.id).await?;
+                }
+                found.insert(&m.instance_id, (*keep).clone());
                 continue;
             }
-            // Left untagged by a crash after create: adopt the oldest with this name.
-            let untagged = existing
+            // Left untagged by a crash (or a lost answer) after create: adopt the oldest with
+            // this name, destroy any other such leftover.
+            let mut untagged: Vec<&Droplet> = existing
                 .iter()
                 .filter(|d| {
                     d.name == m.name && !d.tags.iter().any(|t| tags::instance_id(t).is_some())
                 })
-                .min_by_key(|d| d.id);
-            match untagged {
-                Some(d) => {
-                    self.tag_droplets(&itag, &[d.id]).await?;
-                    let mut d = d.clone();
+                .collect();
+            untagged.sort_by_key(|d| d.id);
+            match untagged.split_first() {
+                Some((keep, extra)) => {
+                    self.tag_droplets(&itag, &[keep.id]).await?;
+                    for d in extra {
+                        tracing::warn!(droplet = d.id, name = %m.name, "destroying a duplicate droplet");
+                        self.delete_droplet(d.id).await?;
+                    }
+                    let mut d = (*keep).clone();
                     d.tags.push(itag);
                     found.insert(&m.instance_id, d);
                 }

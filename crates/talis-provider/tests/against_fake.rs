@@ -1,0 +1,444 @@
+//! The DigitalOcean client against the fake cloud over real HTTP on loopback, including every
+//! fault mode the fake can inject.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use fakecloud::{Config as FakeConfig, Fault, FaultKind};
+use serde_json::Value;
+use talis_provider::digitalocean::api::DropletCreate;
+use talis_provider::{
+    BatchMember, Config, DigitalOcean, Error, MachineBatch, MachineSpec, MachineStatus, Provider,
+    VolumeSpec, tags,
+};
+
+fn fault(endpoint: &str, kind: FaultKind, count: u64) -> Fault {
+    Fault {
+        endpoint: endpoint.into(),
+        kind,
+        probability: 1.0,
+        count: Some(count),
+        status: None,
+        stall_ms: None,
+        burst: None,
+    }
+}
+
+/// A fake with `faults` and a client with short timeouts/backoffs, each test with its own token
+/// (rate limiters are shared per token).
+async fn setup(faults: Vec<Fault>, token: &str) -> (fakecloud::Running, DigitalOcean) {
+    let fake = fakecloud::spawn(FakeConfig {
+        faults,
+        ..FakeConfig::instant()
+    })
+    .await
+    .unwrap();
+    let client = client(&fake.base_url(), token);
+    (fake, client)
+}
+
+fn client(base: &str, token: &str) -> DigitalOcean {
+    let mut c = Config::new(base, token);
+    c.timeout = Duration::from_millis(800);
+    c.backoff = Duration::from_millis(5);
+    c.settle = Duration::from_millis(1_000);
+    DigitalOcean::new(c).unwrap()
+}
+
+fn spec(instance: &str, project: &str) -> MachineSpec {
+    MachineSpec {
+        instance_id: instance.into(),
+        project_id: project.into(),
+        name: format!("m-{instance}"),
+        region: "nyc3".into(),
+        size: "s-1vcpu-1gb".into(),
+        image: "ubuntu-24-04-x64".into(),
+        ssh_keys: vec![],
+        user_data: None,
+        extra_tags: vec![],
+    }
+}
+
+fn batch(project: &str, n: usize) -> MachineBatch {
+    MachineBatch {
+        project_id: project.into(),
+        region: "nyc3".into(),
+        size: "s-1vcpu-1gb".into(),
+        image: "ubuntu-24-04-x64".into(),
+        ssh_keys: vec![],
+        user_data: None,
+        extra_tags: vec![],
+        members: (0..n)
+            .map(|i| BatchMember {
+                instance_id: format!("{project}-i{i}"),
+                name: format!("{project}-web-{i}"),
+            })
+            .collect(),
+    }
+}
+
+fn stat(stats: &Value, path: &str) -> u64 {
+    stats.pointer(path).and_then(Value::as_u64).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn batch_ensure_is_idempotent_and_polls_by_tag() {
+    let (fake, do_) = setup(vec![], "t-batch").await;
+    let b = batch("p1", 10);
+    let first = do_.ensure_machines(&b).await.unwrap();
+    assert_eq!(first.len(), 10);
+    for (m, member) in first.iter().zip(&b.members) {
+        assert_eq!(m.instance_id.as_deref(), Some(member.instance_id.as_str()));
+        assert_eq!(m.project_id.as_deref(), Some("p1"));
+        assert!(m.tags.contains(&tags::TALIS.to_string()));
+    }
+    let again = do_.ensure_machines(&b).await.unwrap();
+    let ids = |v: &[talis_provider::Machine]| {
+        v.iter().map(|m| m.provider_ref.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(&first),
+        ids(&again),
+        "second ensure finds the same droplets"
+    );
+
+    let project = do_.list_project("p1").await.unwrap();
+    assert_eq!(project.len(), 10);
+    assert!(
+        project
+            .iter()
+            .all(|m| m.status == MachineStatus::Active && m.is_running())
+    );
+    let found = do_.find_machine("p1-i3").await.unwrap().unwrap();
+    assert_eq!(found.name, "p1-web-3");
+    assert_eq!(do_.find_machine("nope").await.unwrap(), None);
+
+    let s = fake.fake.stats();
+    assert_eq!(
+        stat(&s, "/calls/droplets_create/202"),
+        1,
+        "one create call for 10 machines"
+    );
+    assert_eq!(stat(&s, "/droplets/live"), 10);
+    assert_eq!(stat(&s, "/duplicates/count"), 0);
+    assert_eq!(stat(&s, "/orphans/count"), 0);
+
+    do_.delete_machine("p1-i0").await.unwrap();
+    do_.delete_machine("p1-i0").await.unwrap(); // already gone: still Ok
+    assert_eq!(do_.list_project("p1").await.unwrap().len(), 9);
+    do_.delete_project("p1").await.unwrap();
+    assert!(do_.list_project("p1").await.unwrap().is_empty());
+    assert_eq!(stat(&fake.fake.stats(), "/droplets/live"), 0);
+}
+
+#[tokio::test]
+async fn listing_follows_pagination() {
+    let (fake, do_) = setup(vec![], "t-pages").await;
+    // 23 batches of 10 = 230 droplets > one page of 200.
+    for b in 0..23 {
+        let mut bt = batch("big", 10);
+        for m in &mut bt.members {
+            m.instance_id = format!("{}-{b}", m.instance_id);
+            m.name = format!("{}-{b}", m.name);
+        }
+        do_.ensure_machines(&bt).await.unwrap();
+    }
+    let lists = || stat(&fake.fake.stats(), "/calls/droplets_list/200");
+    let before = lists();
+    let all = do_.list_project("big").await.unwrap();
+    assert_eq!(lists() - before, 2, "two pages of 200");
+    assert_eq!(all.len(), 230);
+    let unique: HashSet<_> = all.iter().map(|m| &m.provider_ref).collect();
+    assert_eq!(unique.len(), 230);
+}
+
+#[tokio::test]
+async fn retryable_faults_are_absorbed() {
+    // 5xx, a 429 burst, a dropped connection and a lost create answer, one after the other.
+    let mut burst = fault("droplets_list", FaultKind::RateLimit429, 1);
+    burst.burst = Some(3);
+    let faults = vec![
+        fault("droplets_list", FaultKind::Error5xx, 2),
+        burst,
+        fault("droplets_list", FaultKind::Drop, 1),
+        fault("droplets_create", FaultKind::LostResponse, 1),
+        fault("tags_assign_resources", FaultKind::Error5xx, 1),
+    ];
+    let (fake, mut do_) = setup(faults, "t-faults").await;
+    let mut c = do_.config().clone();
+    c.max_attempts = 8;
+    do_ = DigitalOcean::new(c).unwrap();
+    let machines = do_.ensure_machines(&batch("pf", 4)).await.unwrap();
+    assert_eq!(machines.len(), 4);
+    let s = fake.fake.stats();
+    assert_eq!(stat(&s, "/calls/droplets_list/500"), 2);
+    assert_eq!(stat(&s, "/calls/droplets_list/429"), 3);
+    assert_eq!(stat(&s, "/calls/droplets_list/dropped"), 1);
+    assert_eq!(stat(&s, "/calls/droplets_create/lost"), 1);
+    assert_eq!(
+        stat(&s, "/calls/droplets_create/202"),
+        0,
+        "the lost create was adopted, not repeated"
+    );
+    assert_eq!(stat(&s, "/droplets/live"), 4);
+    assert_eq!(stat(&s, "/duplicates/count"), 0);
+    assert_eq!(stat(&s, "/orphans/count"), 0);
+}
+
+#[tokio::test]
+async fn stalled_create_times_out_and_ensure_finds_it_after_settling() {
+    let mut stall = fault("droplets_create", FaultKind::Stall, 1);
+    stall.stall_ms = Some(1_500); // longer than the client's 800 ms timeout, < timeout + settle
+    let (fake, do_) = setup(vec![stall], "t-stall").await;
+    let m = do_.ensure_machine(&spec("s1", "ps")).await.unwrap();
+    assert_eq!(m.instance_id.as_deref(), Some("s1"));
+    let again = do_.ensure_machine(&spec("s1", "ps")).await.unwrap();
+    assert_eq!(m.provider_ref, again.provider_ref);
+    let s = fake.fake.stats();
+    assert_eq!(
+        stat(&s, "/calls/droplets_create/202"),
+        1,
+        "the stalled create, not a second one"
+    );
+    assert_eq!(stat(&s, "/droplets/live"), 1);
+    assert_eq!(stat(&s, "/duplicates/count"), 0);
+}
+
+#[tokio::test]
+async fn ensure_heals_duplicates_left_by_an_earlier_race() {
+    let (fake, do_) = setup(vec![], "t-dupes").await;
+    let s = spec("d1", "pd");
+    let create = || DropletCreate {
+        name: Some(s.name.clone()),
+        region: s.region.clone(),
+        size: s.size.clone(),
+        image: s.image.clone(),
+        tags: vec![
+            tags::TALIS.into(),
+            tags::project("pd"),
+            tags::instance("d1"),
+        ],
+        ..Default::default()
+    };
+    let first = do_.create_droplets(&create()).await.unwrap()[0].id;
+    do_.create_droplets(&create()).await.unwrap();
+    assert_eq!(stat(&fake.fake.stats(), "/duplicates/count"), 1);
+    assert!(matches!(
+        do_.find_machine("d1").await,
+        Err(Error::Conflict(_))
+    ));
+    let m = do_.ensure_machine(&s).await.unwrap();
+    assert_eq!(m.provider_ref, first.to_string(), "the oldest is kept");
+    let st = fake.fake.stats();
+    assert_eq!(stat(&st, "/duplicates/count"), 0);
+    assert_eq!(stat(&st, "/droplets/live"), 1);
+}
+
+#[tokio::test]
+async fn terminal_errors_keep_the_provider_message() {
+    let fake = fakecloud::spawn(FakeConfig {
+        droplet_limit: 3,
+        ..FakeConfig::instant()
+    })
+    .await
+    .unwrap();
+    let do_ = client(&fake.base_url(), "t-terminal");
+    let err = do_.ensure_machines(&batch("q", 5)).await.unwrap_err();
+    match &err {
+        Error::Api {
+            status: 422,
+            id,
+            message,
+            ..
+        } => {
+            assert_eq!(id, "unprocessable_entity");
+            assert!(message.contains("droplet limit"), "{message}");
+        }
+        other => panic!("expected a 422, got {other:?}"),
+    }
+    assert!(!err.is_retryable());
+    assert_eq!(
+        stat(&fake.fake.stats(), "/droplets/live"),
+        0,
+        "no partial create"
+    );
+
+    let mut bad = spec("x", "q");
+    bad.region = "mars1".into();
+    let err = do_.ensure_machine(&bad).await.unwrap_err();
+    assert!(matches!(err, Error::Api { status: 422, .. }) && err.to_string().contains("mars1"));
+
+    let mut bad = spec("x", "q");
+    bad.extra_tags = vec!["not valid".into()];
+    assert!(matches!(
+        do_.ensure_machine(&bad).await,
+        Err(Error::Invalid {
+            field: "extra_tags",
+            ..
+        })
+    ));
+
+    // An empty token is refused locally; a missing one by the fake (401).
+    assert!(DigitalOcean::new(Config::new(fake.base_url(), " ")).is_err());
+    let r = reqwest::get(format!("{}/v2/account", fake.base_url()))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+#[tokio::test]
+async fn unreachable_provider_is_a_retryable_connect_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let mut c = Config::new(format!("http://{addr}"), "t-conn");
+    c.max_attempts = 2;
+    c.backoff = Duration::from_millis(1);
+    let do_ = DigitalOcean::new(c).unwrap();
+    let err = do_.account().await.unwrap_err();
+    assert!(matches!(err, Error::Connect(_)), "{err:?}");
+    assert!(err.is_retryable());
+}
+
+#[tokio::test]
+async fn rate_limit_is_honoured_and_shared_per_token() {
+    let fake = fakecloud::spawn(FakeConfig {
+        rate_limit_per_minute: 5,
+        ..FakeConfig::instant()
+    })
+    .await
+    .unwrap();
+    let mut c = Config::new(fake.base_url(), "t-limit");
+    c.max_rate_limit_wait = Duration::from_millis(100);
+    c.backoff = Duration::from_millis(1);
+    let a = DigitalOcean::new(c.clone()).unwrap();
+    let b = DigitalOcean::new(c).unwrap();
+    for _ in 0..5 {
+        a.account().await.unwrap();
+    }
+    // The 6th call gets 429 + retry-after (≤ 60 s), more than this client will wait.
+    let err = b.account().await.unwrap_err();
+    let Error::RateLimited { retry_after } = err else {
+        panic!("expected RateLimited, got {err:?}");
+    };
+    assert!(retry_after > Duration::from_secs(1) && retry_after <= Duration::from_secs(60));
+    // `a` now knows too (same token → same limiter) and does not even call.
+    let before = stat(&fake.fake.stats(), "/calls/account_get/429");
+    assert!(matches!(a.account().await, Err(Error::RateLimited { .. })));
+    assert_eq!(stat(&fake.fake.stats(), "/calls/account_get/429"), before);
+    // Another token is unaffected.
+    client(&fake.base_url(), "t-limit-other")
+        .account()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn volumes_ensure_attach_region_check_and_delete() {
+    let (fake, do_) = setup(vec![], "t-vol").await;
+    let m = do_.ensure_machine(&spec("v1", "pv")).await.unwrap();
+    let vs = VolumeSpec {
+        instance_id: "v1".into(),
+        project_id: "pv".into(),
+        name: "data-v1".into(),
+        region: "nyc3".into(),
+        size_gigabytes: 10,
+        filesystem_type: Some("ext4".into()),
+    };
+    let v = do_.ensure_volume(&vs).await.unwrap();
+    assert_eq!(
+        do_.ensure_volume(&vs).await.unwrap().provider_ref,
+        v.provider_ref
+    );
+    do_.attach_volume(&v.provider_ref, &m.provider_ref)
+        .await
+        .unwrap();
+    do_.attach_volume(&v.provider_ref, &m.provider_ref)
+        .await
+        .unwrap(); // idempotent
+    let d = do_.find_machine("v1").await.unwrap().unwrap();
+    assert_eq!(d.volume_ids, vec![v.provider_ref.clone()]);
+
+    // A volume in another region cannot be attached: terminal 422 with DO's message.
+    let far = do_
+        .ensure_volume(&VolumeSpec {
+            name: "far-v1".into(),
+            region: "fra1".into(),
+            ..vs.clone()
+        })
+        .await
+        .unwrap();
+    let err = do_
+        .attach_volume(&far.provider_ref, &m.provider_ref)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Api { status: 422, .. }), "{err:?}");
+    assert!(err.to_string().contains("same region"));
+
+    do_.delete_volumes("v1").await.unwrap();
+    do_.delete_volumes("v1").await.unwrap();
+    let s = fake.fake.stats();
+    assert_eq!(stat(&s, "/volumes/live"), 0);
+}
+
+#[tokio::test]
+async fn orphans_are_listed() {
+    let (_fake, do_) = setup(vec![], "t-orphans").await;
+    do_.ensure_machines(&batch("po", 3)).await.unwrap();
+    // A talis droplet without an instance tag (as a crash could leave one).
+    do_.create_droplets(&DropletCreate {
+        name: Some("stray".into()),
+        region: "nyc3".into(),
+        size: "s-1vcpu-1gb".into(),
+        image: "ubuntu-24-04-x64".into(),
+        tags: vec![tags::TALIS.into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let live: HashSet<String> = ["po-i0".to_string(), "po-i1".to_string()].into();
+    let orphans = do_.list_orphans(&live).await.unwrap();
+    let mut names: Vec<_> = orphans.iter().map(|m| m.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, vec!["po-web-2", "stray"]);
+}
+
+#[tokio::test]
+async fn catalogue_account_keys_and_actions() {
+    let (_fake, do_) = setup(vec![], "t-misc").await;
+    assert!(
+        do_.list_regions()
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.slug == "nyc3")
+    );
+    assert!(
+        do_.list_sizes()
+            .await
+            .unwrap()
+            .iter()
+            .any(|s| s.slug == "s-1vcpu-1gb")
+    );
+    assert!(
+        do_.list_images()
+            .await
+            .unwrap()
+            .iter()
+            .any(|i| i.slug.as_deref() == Some("ubuntu-24-04-x64"))
+    );
+    assert_eq!(do_.account().await.unwrap().status, "active");
+    let key = do_
+        .create_ssh_key("laptop", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0wmN/Cr3JXqmLW7u+g9pTh+wyqDHpSQEIQczXkVx9q me@host")
+        .await
+        .unwrap();
+    assert_eq!(do_.list_ssh_keys().await.unwrap(), vec![key.clone()]);
+    let mut s = spec("k1", "pk");
+    s.ssh_keys = vec![key.id.to_string(), key.fingerprint.clone()];
+    let m = do_.ensure_machine(&s).await.unwrap();
+    let id: u64 = m.provider_ref.parse().unwrap();
+    let action = do_.droplet_action(id, "power_off").await.unwrap();
+    assert_eq!(action.kind, "power_off");
+    assert_eq!(do_.get_droplet(id).await.unwrap().unwrap().status, "off");
+    assert_eq!(do_.get_droplet(999).await.unwrap(), None);
+}
