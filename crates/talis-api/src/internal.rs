@@ -27,6 +27,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PhoneHome {
     pub instance_id: i64,
+    /// The reporting machine, as posted. One script serves a whole multi-create batch (and so
+    /// carries one instance's URL), so the workflow matches the machine, not the URL's instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub droplet_id: Option<serde_json::Value>,
     pub public_ip: String,
     pub status: String,
 }
