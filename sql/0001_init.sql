@@ -14,9 +14,10 @@ CREATE TABLE users (
 -- Usernames are unique among live users only, so a deleted name can be reused.
 CREATE UNIQUE INDEX users_username ON users (username) WHERE deleted_at IS NULL;
 
--- The bootstrap admin owner (the original's AdminID = 2^32-1) owns what the admin key creates.
+-- The bootstrap admin owner owns what the admin key creates without an owner_id. Id 0 (the
+-- original reserved owner 0 for the server) keeps real user ids starting at 1.
 INSERT INTO users (id, username, role, created_at, updated_at)
-VALUES (4294967295, 'admin', 1, '1970-01-01T00:00:00.000Z', '1970-01-01T00:00:00.000Z');
+VALUES (0, 'admin', 1, '1970-01-01T00:00:00.000Z', '1970-01-01T00:00:00.000Z');
 
 CREATE TABLE api_keys (
     id         INTEGER PRIMARY KEY,

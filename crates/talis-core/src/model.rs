@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 use crate::db::{Row, RowExt};
 use crate::status::{InstanceStatus, TaskAction, TaskStatus};
 
-/// The original's AdminID (2^32-1): the owner of what the bootstrap admin key creates.
-pub const ADMIN_OWNER_ID: i64 = 4_294_967_295;
+/// The owner of what the bootstrap admin key creates without an `owner_id` (a row created by
+/// the first migration; 0 is also what "no owner_id" means in params, so it never names a user).
+pub const ADMIN_OWNER_ID: i64 = 0;
 
 fn json_or_default<T: serde::de::DeserializeOwned + Default>(s: &str) -> T {
     serde_json::from_str(s).unwrap_or_default()

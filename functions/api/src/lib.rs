@@ -1,1 +1,175 @@
-//! The Talis RPC API as a Spin HTTP component.
+//! The Talis RPC API as a Spin HTTP component: routes, auth header extraction, `Sql` over Spin
+//! SQLite, and the workflow trigger over outbound HTTP after commit. Thin: decode → core → encode.
+
+// `#[http_component]` generates the component's export glue, which is unsafe code.
+#![allow(unsafe_code)]
+
+mod routes;
+mod trigger;
+
+use futures::StreamExt;
+use spin_sdk::http::{Fields, IncomingRequest, Method, OutgoingResponse, ResponseOutparam};
+use spin_sdk::http_component;
+use spin_sdk::sqlite::{Connection, Value as SpinValue};
+use talis_core::db::{Row, Sql, Value};
+use talis_core::settings;
+
+/// `Sql` over one Spin SQLite connection (one per request, so `BEGIN … COMMIT` is ours alone).
+struct SpinSql(Connection);
+
+impl Sql for SpinSql {
+    fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, String> {
+        let params: Vec<SpinValue> = params
+            .iter()
+            .map(|v| match v {
+                Value::Null => SpinValue::Null,
+                Value::Integer(i) => SpinValue::Integer(*i),
+                Value::Real(f) => SpinValue::Real(*f),
+                Value::Text(s) => SpinValue::Text(s.clone()),
+                Value::Blob(b) => SpinValue::Blob(b.clone()),
+            })
+            .collect();
+        let result = self.0.execute(sql, &params).map_err(|e| e.to_string())?;
+        Ok(result
+            .rows
+            .into_iter()
+            .map(|row| {
+                row.values
+                    .into_iter()
+                    .map(|v| match v {
+                        SpinValue::Null => Value::Null,
+                        SpinValue::Integer(i) => Value::Integer(i),
+                        SpinValue::Real(f) => Value::Real(f),
+                        SpinValue::Text(s) => Value::Text(s),
+                        SpinValue::Blob(b) => Value::Blob(b),
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+}
+
+/// The component's settings, read from Spin variables (unset reads as empty).
+pub(crate) struct Settings {
+    pub core: talis_core::Config,
+    pub restate_ingress_url: String,
+}
+
+fn variable(name: &str) -> String {
+    spin_sdk::variables::get(name)
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+fn settings() -> Settings {
+    Settings {
+        core: talis_core::Config {
+            admin_api_key: variable(settings::ADMIN_API_KEY),
+            internal_secret: variable(settings::INTERNAL_SECRET),
+            public_url: variable(settings::PUBLIC_URL),
+        },
+        restate_ingress_url: variable(settings::RESTATE_INGRESS_URL)
+            .trim_end_matches('/')
+            .to_owned(),
+    }
+}
+
+/// An HTTP request reduced to what the routes need.
+pub(crate) struct Req {
+    pub method: Method,
+    pub path: String,
+    pub query: String,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+    /// The body exceeded `MAX_BODY_BYTES` and was not read in full.
+    pub too_large: bool,
+}
+
+impl Req {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+}
+
+/// What to answer, and what to do once the answer is sent.
+pub(crate) struct Reply {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub after: After,
+}
+
+#[derive(Default)]
+pub(crate) struct After {
+    /// Committed tasks to trigger.
+    pub dispatch: Vec<i64>,
+}
+
+#[http_component]
+async fn handle(req: IncomingRequest, out: ResponseOutparam) {
+    let method = req.method();
+    let (path, query) = match req.path_with_query() {
+        Some(pq) => match pq.split_once('?') {
+            Some((p, q)) => (p.to_owned(), q.to_owned()),
+            None => (pq, String::new()),
+        },
+        None => ("/".to_owned(), String::new()),
+    };
+    let headers = req.headers().entries();
+    let (body, too_large) = read_body(req).await;
+    let req = Req {
+        method,
+        path,
+        query,
+        headers,
+        body,
+        too_large,
+    };
+    let settings = settings();
+
+    // Phone-home is answered only after forwarding, so the caller can retry on failure.
+    let reply = match routes::phone_home_target(&req) {
+        Some(target) => trigger::phone_home(&settings, &req, target).await,
+        None => routes::handle(&settings, &req),
+    };
+    let After { dispatch } = reply.after;
+    let response = OutgoingResponse::new(
+        Fields::from_list(&[("content-type".to_owned(), b"application/json".to_vec())])
+            .expect("static header"),
+    );
+    let _ = response.set_status_code(reply.status);
+    // The answer goes out first: the trigger must never delay or fail a committed call.
+    let _ = out.set_with_body(response, reply.body).await;
+    trigger::dispatch_and_sweep(&settings, dispatch).await;
+}
+
+async fn read_body(req: IncomingRequest) -> (Vec<u8>, bool) {
+    let mut stream = req.into_body_stream();
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(c) => {
+                body.extend(c);
+                if body.len() > talis_api::MAX_BODY_BYTES {
+                    return (Vec::new(), true);
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    (body, false)
+}
+
+/// Opens the database and the service for one request.
+pub(crate) fn with_service<T>(
+    settings: &Settings,
+    f: impl FnOnce(&talis_core::Service<'_>) -> Result<T, talis_core::Error>,
+) -> Result<T, talis_core::Error> {
+    let conn = Connection::open_default().map_err(|e| talis_core::Error::Db(e.to_string()))?;
+    let db = SpinSql(conn);
+    let svc = talis_core::Service::open(&db, &settings.core)?;
+    f(&svc)
+}

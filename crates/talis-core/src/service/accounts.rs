@@ -4,7 +4,7 @@ use super::Service;
 use super::projects::owner_filter;
 use crate::auth::{self, Caller};
 use crate::db::RowExt;
-use crate::model::{ADMIN_OWNER_ID, ApiKey, SshKey, User};
+use crate::model::{ApiKey, SshKey, User};
 use crate::params::*;
 use crate::{Error, Result, now, validate};
 
@@ -98,12 +98,8 @@ impl Service<'_> {
 
     /// Soft delete; the user's API keys stop working at once.
     pub(super) fn user_delete(&self, p: IdRef) -> Result<()> {
+        // Id 0, the bootstrap admin owner, is not a positive id and so cannot be deleted.
         let id = validate::positive_id("id", p.id)?;
-        if id == ADMIN_OWNER_ID {
-            return Err(Error::Conflict(
-                "the bootstrap admin owner cannot be deleted".into(),
-            ));
-        }
         self.tx(|| {
             self.user_by("id = ?", id.into())?
                 .ok_or(Error::NotFound("user"))?;

@@ -1,0 +1,113 @@
+//! Outbound calls to the Restate ingress: the workflow trigger (after commit) with its sweep, and
+//! phone-home forwarding. A failed trigger never fails the call: the task is committed and the
+//! sweep re-triggers tasks whose `dispatched_at` is still empty.
+
+use serde_json::json;
+use spin_sdk::http::{Method, Request, Response};
+use talis_api::internal::{PhoneHome, PhoneHomeBody};
+use talis_api::{RpcResponse, Slug};
+use talis_core::Error;
+
+use crate::{After, Reply, Req, Settings, with_service};
+
+/// Undispatched tasks younger than this are left to the call that created them.
+const SWEEP_MIN_AGE_SECS: i64 = 5;
+/// Most tasks one request re-triggers.
+const SWEEP_BATCH: i64 = 5;
+
+async fn post(url: String, body: Vec<u8>) -> Option<u16> {
+    let req = Request::builder()
+        .method(Method::Post)
+        .uri(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .build();
+    spin_sdk::http::send::<_, Response>(req)
+        .await
+        .ok()
+        .map(|r| *r.status())
+}
+
+/// `POST {ingress}/TaskWorkflow/{task_id}/run/send`. The task id is the workflow key, so a
+/// repeat is answered "already started" (409), which counts as dispatched.
+async fn trigger(ingress: &str, task_id: i64) -> bool {
+    let status = post(
+        format!("{ingress}/TaskWorkflow/{task_id}/run/send"),
+        b"{}".to_vec(),
+    )
+    .await;
+    matches!(status, Some(200..=299 | 409))
+}
+
+pub(crate) async fn dispatch_and_sweep(settings: &Settings, mut tasks: Vec<i64>) {
+    let ingress = settings.restate_ingress_url.as_str();
+    if ingress.is_empty() {
+        return;
+    }
+    if let Ok(stale) = with_service(settings, |svc| {
+        svc.undispatched(SWEEP_MIN_AGE_SECS, SWEEP_BATCH)
+    }) {
+        tasks.extend(
+            stale
+                .into_iter()
+                .filter(|t| !tasks.contains(t))
+                .collect::<Vec<_>>(),
+        );
+    }
+    for task_id in tasks {
+        if trigger(ingress, task_id).await {
+            let _ = with_service(settings, |svc| svc.mark_dispatched(task_id));
+        }
+    }
+}
+
+/// Verifies the token and forwards the report to the instance's create workflow.
+pub(crate) async fn phone_home(
+    settings: &Settings,
+    req: &Req,
+    (instance_id, token): (i64, String),
+) -> Reply {
+    let reply = |status: u16, body: serde_json::Value| Reply {
+        status,
+        body: serde_json::to_vec(&body).unwrap_or_default(),
+        after: After::default(),
+    };
+    let err = |e: Error| {
+        let r = RpcResponse::err(&e, None);
+        reply(r.status(), serde_json::to_value(r).unwrap_or_default())
+    };
+    let task_id = match with_service(settings, |svc| svc.phone_home_task(instance_id, &token)) {
+        Ok(t) => t,
+        Err(e) => return err(e),
+    };
+    let body: PhoneHomeBody = serde_json::from_slice(&req.body).unwrap_or_default();
+    let forward = PhoneHome {
+        instance_id,
+        droplet_id: body.droplet_id,
+        public_ip: body.public_ip,
+        status: if body.status.is_empty() {
+            "ok".into()
+        } else {
+            body.status
+        },
+    };
+    if settings.restate_ingress_url.is_empty() {
+        return err(Error::Conflict("no workflow engine is configured".into()));
+    }
+    let url = format!(
+        "{}/TaskWorkflow/{task_id}/phone_home",
+        settings.restate_ingress_url
+    );
+    match post(url, serde_json::to_vec(&forward).unwrap_or_default()).await {
+        Some(200..=299) => reply(
+            202,
+            serde_json::to_value(Slug::ok(json!({ "task_id": task_id }))).unwrap_or_default(),
+        ),
+        // The caller (cloud-init's curl) retries on a 5xx.
+        Some(s) => reply(
+            502,
+            json!({ "error": format!("workflow engine answered {s}") }),
+        ),
+        None => reply(502, json!({ "error": "workflow engine unreachable" })),
+    }
+}
