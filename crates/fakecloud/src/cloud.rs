@@ -125,6 +125,11 @@ pub struct Cloud {
     pub ssh_keys: Vec<SshKey>,
     pub tags: BTreeSet<String>,
     pub actions: BTreeMap<u64, Action>,
+    /// Droplets ever created / destroyed (proves "never created twice" beyond "none left").
+    #[serde(default)]
+    pub droplets_created: u64,
+    #[serde(default)]
+    pub droplets_destroyed: u64,
 }
 
 /// A page request: DigitalOcean's `page` (1-based) and `per_page` (default 20, max 200).
@@ -343,6 +348,7 @@ impl Cloud {
                 }
             }
             self.droplets.insert(id, d);
+            self.droplets_created += 1;
             let aid = self.action("create", Some(id), "droplet", Some(region), now);
             links.push(
                 json!({"id": aid, "rel": "create", "href": format!("{host}/v2/actions/{aid}")}),
@@ -422,6 +428,7 @@ impl Cloud {
 
     fn remove_droplet(&mut self, id: u64) {
         if self.droplets.remove(&id).is_some() {
+            self.droplets_destroyed += 1;
             // Volumes are detached from a destroyed droplet, as at DigitalOcean.
             for v in &mut self.volumes {
                 v.droplet_ids.retain(|d| *d != id);

@@ -470,20 +470,8 @@ impl Fake {
                 };
                 match serde_json::from_value::<Config>(body) {
                     Ok(c) => {
-                        let mut g = self.lock();
-                        let old = std::mem::take(&mut g.cloud);
-                        let calls = std::mem::take(&mut g.calls);
-                        let ph = std::mem::take(&mut g.phone_home);
-                        let windows = std::mem::take(&mut g.windows);
-                        *g = Inner::new(c, old);
-                        g.calls = calls;
-                        g.phone_home = ph;
-                        g.windows = windows;
-                        json_response(
-                            200,
-                            Some(serde_json::to_value(&g.config).unwrap_or_default()),
-                            None,
-                        )
+                        self.set_config(c.clone());
+                        json_response(200, Some(serde_json::to_value(c).unwrap_or_default()), None)
                     }
                     Err(e) => {
                         error_response(&ApiError::unprocessable(format!("config: {e}")), None)
@@ -500,6 +488,19 @@ impl Fake {
             }
             _ => error_response(&ApiError::not_found(), None),
         }
+    }
+
+    /// Replaces the knobs (faults start afresh); state, stats and rate windows are kept.
+    pub fn set_config(&self, config: Config) {
+        let mut g = self.lock();
+        let cloud = std::mem::take(&mut g.cloud);
+        let calls = std::mem::take(&mut g.calls);
+        let phone_home = std::mem::take(&mut g.phone_home);
+        let windows = std::mem::take(&mut g.windows);
+        *g = Inner::new(config, cloud);
+        g.calls = calls;
+        g.phone_home = phone_home;
+        g.windows = windows;
     }
 
     /// `/_fake/stats`: calls per endpoint and status, live resources, duplicates, orphans.
@@ -547,6 +548,8 @@ impl Fake {
             "total_calls": total,
             "droplets": {
                 "live": g.cloud.droplets.len(),
+                "created": g.cloud.droplets_created,
+                "destroyed": g.cloud.droplets_destroyed,
                 "by_status": by_status,
                 "by_tag": by_tag.iter().map(|(t, ids)| (*t, ids.len())).collect::<BTreeMap<_, _>>(),
             },

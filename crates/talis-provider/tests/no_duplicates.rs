@@ -1,0 +1,111 @@
+//! Property: no sequence of injected faults makes `ensure_machines` create two droplets for one
+//! instance. Every case runs a fresh fake over loopback with count-limited faults on the calls
+//! ensure makes, lets ensure run (it may give up: a terminal outcome is allowed), then ensures
+//! again without faults and checks the fake's own accounting.
+
+use std::time::Duration;
+
+use fakecloud::{Config as FakeConfig, Fault, FaultKind};
+use proptest::prelude::*;
+use serde_json::Value;
+use talis_provider::{BatchMember, Config, DigitalOcean, MachineBatch, Provider};
+
+const ENDPOINTS: &[&str] = &[
+    "droplets_list",
+    "droplets_create",
+    "tags_assign_resources",
+    "tags_create",
+];
+
+fn fault_strategy() -> impl Strategy<Value = Fault> {
+    (
+        0..ENDPOINTS.len(),
+        prop_oneof![
+            Just(FaultKind::Error5xx),
+            Just(FaultKind::RateLimit429),
+            Just(FaultKind::Drop),
+            Just(FaultKind::LostResponse),
+            Just(FaultKind::Stall),
+        ],
+        1u64..=3,
+    )
+        .prop_map(|(e, kind, count)| Fault {
+            endpoint: ENDPOINTS[e].to_string(),
+            kind,
+            probability: 1.0,
+            count: Some(count),
+            status: Some(503),
+            // Longer than the client timeout, shorter than timeout + settle.
+            stall_ms: Some(450),
+            burst: Some(2),
+        })
+}
+
+fn stat(stats: &Value, path: &str) -> u64 {
+    stats.pointer(path).and_then(Value::as_u64).unwrap_or(0)
+}
+
+async fn run_case(faults: Vec<Fault>, n: usize, case: u64) -> Result<(), TestCaseError> {
+    let fake = fakecloud::spawn(FakeConfig {
+        faults,
+        ..FakeConfig::instant()
+    })
+    .await
+    .unwrap();
+    let mut c = Config::new(fake.base_url(), format!("prop-{case}"));
+    c.timeout = Duration::from_millis(300);
+    c.backoff = Duration::from_millis(2);
+    c.settle = Duration::from_millis(350);
+    c.max_attempts = 2;
+    c.ensure_attempts = 4;
+    let do_ = DigitalOcean::new(c).unwrap();
+    let batch = MachineBatch {
+        project_id: format!("prop{case}"),
+        region: "nyc3".into(),
+        size: "s-1vcpu-1gb".into(),
+        image: "ubuntu-24-04-x64".into(),
+        ssh_keys: vec![],
+        user_data: None,
+        extra_tags: vec![],
+        members: (0..n)
+            .map(|i| BatchMember {
+                instance_id: format!("c{case}-i{i}"),
+                name: format!("c{case}-m{i}"),
+            })
+            .collect(),
+    };
+    // Under faults: may succeed or give up (a workflow would retry the step later).
+    let _ = do_.ensure_machines(&batch).await;
+    // Stalled requests finish meanwhile; then a fault-free retry must converge.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    fake.fake.set_config(FakeConfig::instant());
+    let machines = do_.ensure_machines(&batch).await.unwrap();
+    prop_assert_eq!(machines.len(), n);
+
+    let s = fake.fake.stats();
+    prop_assert_eq!(stat(&s, "/duplicates/count"), 0, "stats: {}", s);
+    prop_assert_eq!(stat(&s, "/orphans/count"), 0, "stats: {}", s);
+    prop_assert_eq!(stat(&s, "/droplets/live"), n as u64, "stats: {}", s);
+    // Stronger than "no duplicates left": no droplet was ever created twice (none was healed).
+    prop_assert_eq!(stat(&s, "/droplets/created"), n as u64, "stats: {}", s);
+    prop_assert_eq!(stat(&s, "/droplets/destroyed"), 0, "stats: {}", s);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    #[test]
+    fn no_fault_sequence_creates_two_droplets_for_one_instance(
+        faults in prop::collection::vec(fault_strategy(), 0..5),
+        n in 1usize..=4,
+        case in any::<u64>(),
+    ) {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(run_case(faults, n, case))?;
+    }
+}
