@@ -44,7 +44,9 @@ pub fn binaries(release: bool) -> Result<()> {
 /// npm packages (the pinned Restate server and CLI), installed once from package-lock.json.
 pub fn npm() -> Result<()> {
     let root = talis_stack::workspace_root();
-    if !root.join("package-lock.json").exists() || root.join("node_modules/.package-lock.json").exists() {
+    if !root.join("package-lock.json").exists()
+        || root.join("node_modules/.package-lock.json").exists()
+    {
         return Ok(());
     }
     let mut c = Command::new("npm");

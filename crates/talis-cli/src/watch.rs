@@ -120,7 +120,7 @@ pub async fn watch(
         Some(p) => Some(p),
         None => project_name(client, &task).await?,
     };
-    let filter = InstanceList {
+    let mut filter = InstanceList {
         project_name: project,
         include_deleted: true,
         ..InstanceList::default()
@@ -132,7 +132,17 @@ pub async fn watch(
     loop {
         let polled = async {
             let t = client.task_get(&task_ref(task_id)).await?;
-            let all = client.instance_list_all(&filter).await?;
+            let all = match client.instance_list_all(&filter).await {
+                // A delete_project task removes the project: list the owner's instances instead.
+                Err(e)
+                    if e.api().is_some_and(|a| a.is_not_found())
+                        && filter.project_name.is_some() =>
+                {
+                    filter.project_name = None;
+                    client.instance_list_all(&filter).await?
+                }
+                other => other?,
+            };
             Ok::<_, talis_client::Error>((t, all))
         };
         match polled.await {

@@ -1,0 +1,381 @@
+//! Offline checks of the deploy manifests (deploy/): every file parses, every object has its
+//! required fields, and the manifests agree with the sources of truth they copy from — the Spin
+//! variables in spin.toml, the port constants in `talis_stack::ports`, the environment the
+//! workflows service reads, and the pinned Restate version in package.json.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use talis_stack::ports;
+use yaml_rust2::{Yaml, YamlLoader};
+
+fn root() -> PathBuf {
+    talis_stack::workspace_root()
+}
+
+fn read(rel: &str) -> String {
+    let p = root().join(rel);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
+}
+
+fn yaml_docs(path: &Path) -> Vec<Yaml> {
+    let text = std::fs::read_to_string(path).unwrap();
+    YamlLoader::load_from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+const K8S: &str = "deploy/kubernetes";
+/// Helm values and kustomize's own file: YAML, but not Kubernetes objects.
+const NOT_OBJECTS: &[&str] = &["kustomization.yaml", "restate-values.yaml"];
+
+/// Every Kubernetes object of deploy/kubernetes with the file it came from.
+fn objects() -> Vec<(String, Yaml)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(root().join(K8S)).unwrap() {
+        let path = entry.unwrap().path();
+        let file = path.file_name().unwrap().to_string_lossy().to_string();
+        if !file.ends_with(".yaml") || NOT_OBJECTS.contains(&file.as_str()) {
+            continue;
+        }
+        for doc in yaml_docs(&path) {
+            out.push((file.clone(), doc));
+        }
+    }
+    out
+}
+
+fn object(kind: &str, name: &str) -> Yaml {
+    objects()
+        .into_iter()
+        .map(|(_, d)| d)
+        .find(|d| d["kind"].as_str() == Some(kind) && d["metadata"]["name"].as_str() == Some(name))
+        .unwrap_or_else(|| panic!("no {kind} {name} in {K8S}"))
+}
+
+fn s<'a>(y: &'a Yaml, what: &str) -> &'a str {
+    y.as_str()
+        .unwrap_or_else(|| panic!("{what} is not a string: {y:?}"))
+}
+
+fn list<'a>(y: &'a Yaml, what: &str) -> &'a Vec<Yaml> {
+    y.as_vec()
+        .unwrap_or_else(|| panic!("{what} is not a list: {y:?}"))
+}
+
+/// The variables spin.toml declares, with whether each is secret.
+fn spin_variables() -> Vec<(String, bool)> {
+    let manifest: toml::Table = read("spin.toml").parse().expect("spin.toml parses");
+    let vars = manifest["variables"]
+        .as_table()
+        .expect("spin.toml has [variables]");
+    vars.iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.get("secret").and_then(|s| s.as_bool()).unwrap_or(false),
+            )
+        })
+        .collect()
+}
+
+/// The port of a URL like `http://host:8080/path`.
+fn port_of(url: &str) -> u16 {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    let authority = rest.split('/').next().unwrap();
+    authority
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("no port in {url}"))
+}
+
+/// Keys of the one Secret the manifests use.
+fn secret_keys() -> BTreeSet<String> {
+    let secret = object("Secret", "talis-secrets");
+    secret["stringData"]
+        .as_hash()
+        .expect("talis-secrets has stringData")
+        .keys()
+        .map(|k| s(k, "secret key").to_string())
+        .collect()
+}
+
+/// Every `secretKeyRef` anywhere under `y`, as (secret name, key).
+fn secret_refs(y: &Yaml, out: &mut Vec<(String, String)>) {
+    match y {
+        Yaml::Hash(h) => {
+            for (k, v) in h {
+                if k.as_str() == Some("secretKeyRef") {
+                    out.push((
+                        s(&v["name"], "secretKeyRef.name").into(),
+                        s(&v["key"], "secretKeyRef.key").into(),
+                    ));
+                } else {
+                    secret_refs(v, out);
+                }
+            }
+        }
+        Yaml::Array(a) => a.iter().for_each(|v| secret_refs(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn every_manifest_parses_and_names_itself() {
+    let objs = objects();
+    assert!(
+        objs.len() >= 6,
+        "expected the namespace, secret, SpinApp, workflows and job objects"
+    );
+    for (file, doc) in &objs {
+        for field in ["apiVersion", "kind"] {
+            assert!(
+                doc[field].as_str().is_some_and(|v| !v.is_empty()),
+                "{file}: missing {field}"
+            );
+        }
+        let kind = s(&doc["kind"], "kind");
+        assert!(
+            doc["metadata"]["name"].as_str().is_some(),
+            "{file}: {kind} has no metadata.name"
+        );
+        if kind != "Namespace" {
+            assert_eq!(
+                doc["metadata"]["namespace"].as_str(),
+                Some("talis"),
+                "{file}: {kind} namespace"
+            );
+        }
+    }
+    // Workloads: a selector that matches the pod template, and containers with an image.
+    let wf = object("Deployment", "talis-workflows");
+    let spec = &wf["spec"];
+    let selector = spec["selector"]["matchLabels"].as_hash().expect("selector");
+    for (k, v) in selector {
+        assert_eq!(
+            &spec["template"]["metadata"]["labels"][s(k, "label")],
+            v,
+            "selector label {k:?}"
+        );
+    }
+    let job = object("Job", "talis-register-workflows");
+    for pod in [&spec["template"]["spec"], &job["spec"]["template"]["spec"]] {
+        for c in list(&pod["containers"], "containers") {
+            assert!(
+                c["name"].as_str().is_some() && c["image"].as_str().is_some(),
+                "container without name/image: {c:?}"
+            );
+        }
+    }
+    assert!(
+        object("SpinApp", "talis-api")["spec"]["image"]
+            .as_str()
+            .is_some()
+    );
+}
+
+#[test]
+fn kustomization_lists_exactly_the_object_files() {
+    let k = &yaml_docs(&root().join(K8S).join("kustomization.yaml"))[0];
+    let listed: BTreeSet<String> = list(&k["resources"], "resources")
+        .iter()
+        .map(|r| s(r, "resource").to_string())
+        .collect();
+    let present: BTreeSet<String> = objects().into_iter().map(|(f, _)| f).collect();
+    assert_eq!(listed, present);
+    assert_eq!(k["namespace"].as_str(), Some("talis"));
+}
+
+#[test]
+fn spinapp_sets_every_spin_variable_and_secrets_come_from_the_secret() {
+    let app = object("SpinApp", "talis-api");
+    let vars = list(&app["spec"]["variables"], "spec.variables");
+    let set: BTreeSet<&str> = vars
+        .iter()
+        .map(|v| s(&v["name"], "variable name"))
+        .collect();
+    let declared = spin_variables();
+    let declared_names: BTreeSet<&str> = declared.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        set, declared_names,
+        "SpinApp variables vs spin.toml [variables]"
+    );
+    for (name, secret) in &declared {
+        let v = vars
+            .iter()
+            .find(|v| v["name"].as_str() == Some(name.as_str()))
+            .unwrap();
+        if *secret {
+            assert!(
+                v["value"].is_badvalue(),
+                "{name} is secret: no inline value"
+            );
+            assert_eq!(
+                v["valueFrom"]["secretKeyRef"]["name"].as_str(),
+                Some("talis-secrets"),
+                "{name}"
+            );
+        }
+    }
+    let ingress = vars
+        .iter()
+        .find(|v| v["name"].as_str() == Some("restate_ingress_url"))
+        .expect("restate_ingress_url");
+    assert_eq!(
+        port_of(s(&ingress["value"], "restate_ingress_url")),
+        ports::RESTATE_INGRESS
+    );
+
+    let dbs = list(
+        &app["spec"]["runtimeConfig"]["sqliteDatabases"],
+        "runtimeConfig.sqliteDatabases",
+    );
+    let default = dbs
+        .iter()
+        .find(|d| d["name"].as_str() == Some("default"))
+        .expect("the default database");
+    assert_eq!(default["type"].as_str(), Some("libsql"));
+    let opts: BTreeSet<&str> = list(&default["options"], "options")
+        .iter()
+        .map(|o| s(&o["name"], "option"))
+        .collect();
+    assert_eq!(opts, BTreeSet::from(["url", "token"]));
+}
+
+#[test]
+fn every_secret_reference_resolves() {
+    let keys = secret_keys();
+    let mut refs = Vec::new();
+    for (_, doc) in objects() {
+        secret_refs(&doc, &mut refs);
+    }
+    assert!(refs.len() >= 5, "{refs:?}");
+    for (name, key) in refs {
+        assert_eq!(name, "talis-secrets");
+        assert!(
+            keys.contains(&key),
+            "secret key {key} is referenced but not defined"
+        );
+    }
+    // Only placeholders are committed, never a real token.
+    let secret = object("Secret", "talis-secrets");
+    for (k, v) in secret["stringData"].as_hash().unwrap() {
+        assert!(
+            s(v, "value").contains("CHANGE_ME"),
+            "{k:?} must be a CHANGE_ME placeholder"
+        );
+    }
+}
+
+/// Environment variables the workflows binary reads (`env = "NAME"` in its clap config).
+fn workflows_env() -> BTreeSet<String> {
+    let src = read("workflows/src/config.rs");
+    src.split("env = \"")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn workflows_deployment_matches_ports_and_configuration() {
+    let wf = object("Deployment", "talis-workflows");
+    let c = &list(&wf["spec"]["template"]["spec"]["containers"], "containers")[0];
+    let port = c["ports"][0]["containerPort"]
+        .as_i64()
+        .expect("containerPort");
+    assert_eq!(port, i64::from(ports::WORKFLOWS));
+
+    let known = workflows_env();
+    assert!(
+        !known.is_empty(),
+        "no env names found in workflows/src/config.rs"
+    );
+    let env = list(&c["env"], "env");
+    for e in env {
+        let name = s(&e["name"], "env name");
+        assert!(
+            known.contains(name),
+            "workflows do not read {name} (they read {known:?})"
+        );
+    }
+    let value = |n: &str| {
+        env.iter()
+            .find(|e| e["name"].as_str() == Some(n))
+            .unwrap_or_else(|| panic!("env {n}"))
+    };
+    assert_eq!(
+        port_of(s(&value("WORKFLOWS_LISTEN")["value"], "listen")),
+        ports::WORKFLOWS
+    );
+    assert!(s(&value("TALIS_API_URL")["value"], "api url").contains("talis-api.talis.svc"));
+
+    // The API and the workflows must share the same internal secret.
+    let app = object("SpinApp", "talis-api");
+    let app_secret = list(&app["spec"]["variables"], "variables")
+        .iter()
+        .find(|v| v["name"].as_str() == Some("internal_secret"))
+        .unwrap()["valueFrom"]["secretKeyRef"]["key"]
+        .clone();
+    assert_eq!(
+        value("TALIS_INTERNAL_SECRET")["valueFrom"]["secretKeyRef"]["key"],
+        app_secret
+    );
+
+    let svc = object("Service", "talis-workflows");
+    let p = &svc["spec"]["ports"][0];
+    assert_eq!(p["port"].as_i64(), Some(i64::from(ports::WORKFLOWS)));
+    assert_eq!(p["targetPort"].as_i64(), Some(i64::from(ports::WORKFLOWS)));
+    assert_eq!(
+        p["appProtocol"].as_str(),
+        Some("kubernetes.io/h2c"),
+        "Restate endpoints are HTTP/2 only"
+    );
+
+    let dockerfile = read("deploy/workflows.Dockerfile");
+    assert!(dockerfile.contains(&format!("EXPOSE {}", ports::WORKFLOWS)));
+}
+
+#[test]
+fn registration_job_registers_the_workflows_service_with_restate_admin() {
+    let job = object("Job", "talis-register-workflows");
+    let args: Vec<&str> = list(
+        &job["spec"]["template"]["spec"]["containers"][0]["args"],
+        "args",
+    )
+    .iter()
+    .map(|a| s(a, "arg"))
+    .collect();
+    let admin = args.last().expect("the admin URL is the last argument");
+    assert!(admin.ends_with("/deployments"), "{admin}");
+    assert_eq!(port_of(admin), ports::RESTATE_ADMIN);
+    let data = args[args.iter().position(|a| *a == "--data").expect("--data") + 1];
+    let body: serde_json::Value = serde_json::from_str(data).expect("--data is JSON");
+    let uri = body["uri"].as_str().expect("uri");
+    assert!(uri.contains("talis-workflows.talis.svc"), "{uri}");
+    assert_eq!(port_of(uri), ports::WORKFLOWS);
+}
+
+#[test]
+fn restate_values_pin_the_version_the_local_stack_runs() {
+    let values = &yaml_docs(&root().join(K8S).join("restate-values.yaml"))[0];
+    let pkg: serde_json::Value = serde_json::from_str(&read("package.json")).unwrap();
+    let pinned = pkg["dependencies"]["@restatedev/restate-server"]
+        .as_str()
+        .unwrap();
+    assert_eq!(s(&values["image"]["tag"], "image.tag"), pinned);
+}
+
+#[test]
+fn fermyon_and_runtime_config_cover_every_spin_variable() {
+    let doc = read("deploy/fermyon/README.md");
+    for (name, _) in spin_variables() {
+        assert!(
+            doc.contains(&format!("--variable {name}=")),
+            "deploy/fermyon/README.md does not set {name}"
+        );
+    }
+    let rc: toml::Table = read("deploy/runtime-config.libsql.toml").parse().unwrap();
+    let default = &rc["sqlite_database"]["default"];
+    assert_eq!(default["type"].as_str(), Some("libsql"));
+    assert!(default.get("url").is_some() && default.get("token").is_some());
+}
