@@ -16,6 +16,8 @@ pub struct ApiError {
     pub status: u16,
     pub id: &'static str,
     pub message: String,
+    /// The tags API answers 400 with `{"error","messages","root_causes"}` instead.
+    pub with_root_causes: bool,
 }
 
 impl ApiError {
@@ -24,6 +26,7 @@ impl ApiError {
             status,
             id,
             message: message.into(),
+            with_root_causes: false,
         }
     }
     pub fn not_found() -> Self {
@@ -38,6 +41,12 @@ impl ApiError {
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "bad_request", message)
+    }
+    fn tag_bad_request(message: impl Into<String>) -> Self {
+        ApiError {
+            with_root_causes: true,
+            ..Self::bad_request(message)
+        }
     }
 }
 
@@ -793,7 +802,7 @@ impl Cloud {
     pub fn create_tag(&mut self, body: &Value) -> Answer {
         let name = body.get("name").and_then(Value::as_str).unwrap_or("");
         if !is_valid_tag(name) {
-            return Err(ApiError::bad_request(
+            return Err(ApiError::tag_bad_request(
                 "tag name must be 1-255 letters, numbers, colons, dashes and underscores",
             ));
         }
@@ -835,7 +844,7 @@ impl Cloud {
             .get("resources")
             .and_then(Value::as_array)
             .filter(|r| !r.is_empty())
-            .ok_or_else(|| ApiError::bad_request("resources must be a non-empty array"))?;
+            .ok_or_else(|| ApiError::tag_bad_request("resources must be a non-empty array"))?;
         // Check all first: no partial write.
         let mut targets = Vec::new();
         for r in resources {
@@ -856,7 +865,7 @@ impl Cloud {
                     targets.push((false, id.to_string()));
                 }
                 _ => {
-                    return Err(ApiError::bad_request(format!(
+                    return Err(ApiError::tag_bad_request(format!(
                         "resource_type \"{kind}\" is not supported"
                     )));
                 }

@@ -30,6 +30,9 @@ pub struct Config {
     pub owner_tag: String,
     /// Write state here (JSON) when it changes, and load it at start.
     pub snapshot: Option<std::path::PathBuf>,
+    /// Check request bodies against DigitalOcean's spec (vendored in this crate's `spec/`)
+    /// and answer 400 naming the violations: a contract test for clients.
+    pub validate_requests: bool,
 }
 
 impl Default for Config {
@@ -50,6 +53,7 @@ impl Default for Config {
             unique_tag_prefix: "talis-instance-".into(),
             owner_tag: "talis".into(),
             snapshot: None,
+            validate_requests: false,
         }
     }
 }

@@ -13,6 +13,7 @@
 mod catalog;
 mod cloud;
 pub mod config;
+pub mod contract;
 mod ratelimit;
 mod server;
 

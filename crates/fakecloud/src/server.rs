@@ -100,6 +100,8 @@ impl Inner {
 /// The fake cloud: shared by every connection.
 pub struct Fake {
     inner: Mutex<Inner>,
+    /// Loaded on first use when `validate_requests` is on.
+    spec: Mutex<Option<crate::contract::Spec>>,
     http: reqwest::Client,
     dirty: AtomicBool,
 }
@@ -130,6 +132,7 @@ impl Fake {
         };
         Ok(Arc::new(Fake {
             inner: Mutex::new(Inner::new(config, cloud)),
+            spec: Mutex::new(None),
             http: reqwest::Client::builder().build()?,
             dirty: AtomicBool::new(false),
         }))
@@ -174,33 +177,34 @@ impl Fake {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .map(str::to_string);
-        let Some(token) = token else {
-            self.lock().record(op, "401");
-            return Ok(error_response(
-                &ApiError::new(401, "Unauthorized", "Unable to authenticate you"),
-                None,
-            ));
-        };
-
+        // Unauthenticated calls are limited too (DigitalOcean counts them per client; here
+        // they share one window) and carry the same headers.
+        let authenticated = token.is_some();
         let (verdict, fault) = {
             let mut g = self.lock();
             let (pm, ph) = (g.config.rate_limit_per_minute, g.config.rate_limit_per_hour);
             let now_sec = now_ms() / 1000;
             let verdict = g
                 .windows
-                .entry(token)
+                .entry(token.unwrap_or_default())
                 .or_insert_with(|| Window::new(now_sec))
                 .check(now_sec, pm, ph);
-            let fault = if verdict.retry_after.is_some() {
+            let fault = if verdict.retry_after.is_some() || !authenticated {
                 None
             } else {
                 g.pick_fault(op)
             };
             if verdict.retry_after.is_some() {
                 g.record(op, "429");
+            } else if !authenticated {
+                g.record(op, "401");
             }
             (verdict, fault)
         };
+        if !authenticated && verdict.retry_after.is_none() {
+            let e = ApiError::new(401, "Unauthorized", "Unable to authenticate you");
+            return Ok(error_response(&e, Some(verdict)));
+        }
         let rl = Some(verdict);
         if verdict.retry_after.is_some() {
             return Ok(error_response(&too_many(), rl));
@@ -276,6 +280,10 @@ impl Fake {
                 return Ok(error_response(&e, rl));
             }
         };
+        if let Err(e) = self.check_request(&route, &body) {
+            self.lock().record(op, "400");
+            return Ok(error_response(&e, rl));
+        }
         let q = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         let page = Page {
             page: q("page").and_then(|p| p.parse().ok()).unwrap_or(1),
@@ -390,6 +398,31 @@ impl Fake {
             Ok((status, body)) => json_response(status, body, rl),
             Err(e) => error_response(&e, rl),
         })
+    }
+
+    /// With `validate_requests`, refuses a body that violates the operation's request schema.
+    fn check_request(&self, route: &Route, body: &Value) -> Result<(), ApiError> {
+        if !self.lock().config.validate_requests {
+            return Ok(());
+        }
+        let Some(op_file) = route.request_spec() else {
+            return Ok(());
+        };
+        let mut guard = self.spec.lock().unwrap_or_else(|p| p.into_inner());
+        let spec = guard.get_or_insert_with(crate::contract::Spec::vendored);
+        let errors = spec
+            .operation(op_file)
+            .and_then(|op| spec.request_schema(&op))
+            .map(|schema| spec.validate(&schema, body))
+            .unwrap_or_else(|e| vec![e]);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::bad_request(format!(
+                "request violates the API spec: {}",
+                errors.join("; ")
+            )))
+        }
     }
 
     /// When droplet `id` is active with its IP, POSTs to the phone-home URL in its user_data,
@@ -640,11 +673,12 @@ fn json_response(status: u16, body: Option<Value>, rl: Option<crate::ratelimit::
 
 fn error_response(e: &ApiError, rl: Option<crate::ratelimit::Verdict>) -> Resp {
     let request_id = uuid::Uuid::new_v4().to_string();
-    let mut r = json_response(
-        e.status,
-        Some(json!({ "id": e.id, "message": e.message, "request_id": request_id })),
-        rl,
-    );
+    let body = if e.with_root_causes {
+        json!({ "error": e.message, "messages": null, "root_causes": [e.message] })
+    } else {
+        json!({ "id": e.id, "message": e.message, "request_id": request_id })
+    };
+    let mut r = json_response(e.status, Some(body), rl);
     if e.status == 429 && !r.headers().contains_key(header::RETRY_AFTER) {
         r.headers_mut().insert(header::RETRY_AFTER, 1u64.into());
     }
@@ -748,6 +782,21 @@ impl Route {
             Route::TagAssign(_) => "tags_assign_resources",
             Route::TagUnassign(_) => "tags_unassign_resources",
         }
+    }
+
+    /// The spec file of operations that take a JSON request body.
+    fn request_spec(&self) -> Option<&'static str> {
+        Some(match self {
+            Route::DropletsCreate => "droplets/droplets_create.yml",
+            Route::DropletActions(_) => "droplets/dropletActions_post.yml",
+            Route::VolumesCreate => "volumes/volumes_create.yml",
+            Route::VolumeActions(_) => "volumes/volumeActions_post_byId.yml",
+            Route::KeysCreate => "ssh_keys/sshKeys_create.yml",
+            Route::TagsCreate => "tags/tags_create.yml",
+            Route::TagAssign(_) => "tags/tags_assign_resources.yml",
+            Route::TagUnassign(_) => "tags/tags_unassign_resources.yml",
+            _ => return None,
+        })
     }
 
     fn path(&self) -> String {

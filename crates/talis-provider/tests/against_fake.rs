@@ -442,3 +442,66 @@ async fn catalogue_account_keys_and_actions() {
     assert_eq!(do_.get_droplet(id).await.unwrap().unwrap().status, "off");
     assert_eq!(do_.get_droplet(999).await.unwrap(), None);
 }
+
+/// The client's request bodies validate against DigitalOcean's spec: the fake checks every body
+/// against the vendored request schemas and would answer 400.
+#[tokio::test]
+async fn client_requests_validate_against_the_spec() {
+    let fake = fakecloud::spawn(FakeConfig {
+        validate_requests: true,
+        ..FakeConfig::instant()
+    })
+    .await
+    .unwrap();
+    let do_ = client(&fake.base_url(), "t-spec");
+    let key = do_
+        .create_ssh_key("ci", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0wmN/Cr3JXqmLW7u+g9pTh+wyqDHpSQEIQczXkVx9q ci@host")
+        .await
+        .unwrap();
+    let mut b = batch("pspec", 3);
+    b.ssh_keys = vec![key.id.to_string(), key.fingerprint];
+    b.user_data = Some("#!/bin/sh\necho hi\n".into());
+    b.extra_tags = vec!["env:test".into()];
+    let ms = do_.ensure_machines(&b).await.unwrap();
+    let m = do_.ensure_machine(&spec("solo", "pspec")).await.unwrap();
+    let vs = VolumeSpec {
+        instance_id: "solo".into(),
+        project_id: "pspec".into(),
+        name: "data-solo".into(),
+        region: "nyc3".into(),
+        size_gigabytes: 5,
+        filesystem_type: Some("ext4".into()),
+    };
+    let v = do_.ensure_volume(&vs).await.unwrap();
+    do_.attach_volume(&v.provider_ref, &m.provider_ref)
+        .await
+        .unwrap();
+    do_.delete_volumes("solo").await.unwrap();
+    do_.droplet_action(ms[0].provider_ref.parse().unwrap(), "power_cycle")
+        .await
+        .unwrap();
+    do_.create_tag("extra-tag").await.unwrap();
+
+    let s = fake.fake.stats();
+    let bad: Vec<String> = s["calls"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, by_status)| by_status.get("400").is_some())
+        .map(|(op, _)| op.clone())
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "requests refused by the spec check: {bad:?} ({s})"
+    );
+
+    // The check is live: a body DigitalOcean would refuse is refused.
+    let r = reqwest::Client::new()
+        .post(format!("{}/v2/droplets", fake.base_url()))
+        .bearer_auth("t-spec")
+        .json(&serde_json::json!({"name": "x", "region": "nyc3", "size": 1, "image": "ubuntu-24-04-x64"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}

@@ -467,9 +467,18 @@ fn decode<T: DeserializeOwned>(v: Value) -> Result<T> {
 
 fn api_error(status: StatusCode, body: &[u8]) -> Error {
     let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
-    let (id, message, request_id) = match parsed {
-        Some(b) => (b.id, b.message, b.request_id),
-        None => (
+    // The tags API answers 400 with `{"error","messages","root_causes"}` instead.
+    let root_causes = || {
+        serde_json::from_slice::<Value>(body)
+            .ok()?
+            .get("error")?
+            .as_str()
+            .map(str::to_string)
+    };
+    let (id, message, request_id) = match (parsed, root_causes()) {
+        (Some(b), _) => (b.id, b.message, b.request_id),
+        (None, Some(message)) => ("bad_request".to_string(), message, None),
+        (None, None) => (
             status
                 .canonical_reason()
                 .unwrap_or("error")
