@@ -36,13 +36,13 @@ fn echo_body() -> String {
 }
 
 #[derive(Clone, Debug)]
-struct Stats {
-    rps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
+pub(super) struct Stats {
+    pub(super) rps: f64,
+    pub(super) p50_ms: f64,
+    pub(super) p99_ms: f64,
 }
 
-fn ensure_wrk() -> Result<()> {
+pub(super) fn ensure_wrk() -> Result<()> {
     if Command::new("wrk").arg("--version").output().is_ok() {
         return Ok(());
     }
@@ -99,7 +99,7 @@ fn parse_wrk(out: &str) -> Result<Stats> {
     }
 }
 
-fn wrk(url: &str, connections: u32, threads: u32, script: Option<&Path>) -> Result<Stats> {
+pub(super) fn wrk(url: &str, connections: u32, threads: u32, script: Option<&Path>) -> Result<Stats> {
     let mut c = Command::new("wrk");
     c.args([
         "--latency",
