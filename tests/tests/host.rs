@@ -436,6 +436,29 @@ async fn key_value_default_store_and_permission() -> Result<()> {
 }
 
 #[tokio::test]
+async fn wasi_keyvalue_store_atomics_batch() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let h = start(&options(dir.path())?, dir.path()).await?;
+    let v = get_json(&h, "/wkv").await?;
+    assert_eq!(
+        v,
+        json!({
+            "a": "1",
+            "exists": [true, false],
+            "n": 10,
+            "many": [["b1", "x"], ["missing", null]],
+            "keys": ["a", "b1", "n"],
+            "cas_before": null,
+            "cas_first": true,
+            "cas_second": "cas-failed",
+            "c": "interfering",
+        })
+    );
+    assert_eq!(get(&h, "/limited/wkv").await?.0, 403);
+    Ok(())
+}
+
+#[tokio::test]
 async fn traps_give_500_and_the_host_survives() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let mut h = start(&options(dir.path())?, dir.path()).await?;

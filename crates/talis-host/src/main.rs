@@ -30,6 +30,8 @@ mod bindings {
             "fermyon:spin/sqlite.connection": crate::sqlite::Connection,
             "spin:sqlite/sqlite.connection": crate::sqlite::Connection,
             "fermyon:spin/key-value.store": crate::kv::KvStore,
+            "wasi:keyvalue/store.bucket": crate::kv::KvStore,
+            "wasi:keyvalue/atomics.cas": crate::kv::KvCas,
         },
     });
 }

@@ -46,6 +46,7 @@ async fn handle(req: Request) -> Response {
         "var" => variable(&rest),
         "config" => config(&rest),
         "kv" => kv(&req, &rest),
+        "wkv" => wasi_keyvalue(),
         "env" => text(200, std::env::var(&rest).unwrap_or_default()),
         "file" => match std::fs::read_to_string(format!("/{rest}")) {
             Ok(s) => text(200, s),
@@ -286,6 +287,68 @@ fn kv(req: &Request, key: &str) -> Response {
         }),
     };
     r.unwrap_or_else(|e| text(500, format!("{e:?}")))
+}
+
+/// A scripted tour of `wasi:keyvalue` (store, atomics, batch) on the default store.
+fn wasi_keyvalue() -> Response {
+    use spin_sdk::wit::wasi::keyvalue::{atomics, batch, store};
+    let bucket = match store::open("default") {
+        Ok(b) => b,
+        Err(store::Error::AccessDenied) => return text(403, "AccessDenied"),
+        Err(e) => return text(500, format!("{e:?}")),
+    };
+    let run = || -> Result<Json, String> {
+        let e = |e: store::Error| format!("{e:?}");
+        bucket.set("a", b"1").map_err(e)?;
+        let a = bucket.get("a").map_err(e)?;
+        let exists = (
+            bucket.exists("a").map_err(e)?,
+            bucket.exists("zz").map_err(e)?,
+        );
+        atomics::increment(&bucket, "n", 5).map_err(e)?;
+        let n = atomics::increment(&bucket, "n", 5).map_err(e)?;
+        batch::set_many(
+            &bucket,
+            &[
+                ("b1".to_string(), b"x".to_vec()),
+                ("b2".to_string(), b"y".to_vec()),
+            ],
+        )
+        .map_err(e)?;
+        let many =
+            batch::get_many(&bucket, &["b1".to_string(), "missing".to_string()]).map_err(e)?;
+        batch::delete_many(&bucket, &["b2".to_string()]).map_err(e)?;
+        let mut keys = bucket.list_keys(None).map_err(e)?.keys;
+        keys.sort();
+        // Compare-and-swap: succeeds on an unchanged key, fails after an interfering write.
+        let cas = atomics::Cas::new(&bucket, "c").map_err(e)?;
+        let before = cas.current().map_err(e)?;
+        let first = atomics::swap(cas, b"x").is_ok();
+        let cas = atomics::Cas::new(&bucket, "c").map_err(e)?;
+        cas.current().map_err(e)?;
+        bucket.set("c", b"interfering").map_err(e)?;
+        let second = match atomics::swap(cas, b"z") {
+            Ok(()) => "swapped".to_string(),
+            Err(atomics::CasError::CasFailed(_)) => "cas-failed".to_string(),
+            Err(atomics::CasError::StoreError(err)) => format!("{err:?}"),
+        };
+        let c = bucket.get("c").map_err(e)?;
+        Ok(json!({
+            "a": a.map(|v| String::from_utf8_lossy(&v).into_owned()),
+            "exists": [exists.0, exists.1],
+            "n": n,
+            "many": many.into_iter().map(|(k, v)| json!([k, v.map(|v| String::from_utf8_lossy(&v).into_owned())])).collect::<Vec<_>>(),
+            "keys": keys,
+            "cas_before": before,
+            "cas_first": first,
+            "cas_second": second,
+            "c": c.map(|v| String::from_utf8_lossy(&v).into_owned()),
+        }))
+    };
+    match run() {
+        Ok(v) => json_response(200, &v),
+        Err(e) => text(500, e),
+    }
 }
 
 /// `GET /outbound` with header `x-target: <url>`: fetch it and report what happened.
