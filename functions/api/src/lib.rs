@@ -106,6 +106,8 @@ pub(crate) struct Reply {
 pub(crate) struct After {
     /// Committed tasks to trigger.
     pub dispatch: Vec<i64>,
+    /// Terminated tasks whose running workflow is told to stop and compensate.
+    pub cancel: Vec<i64>,
 }
 
 #[http_component]
@@ -135,7 +137,7 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         Some(target) => trigger::phone_home(&settings, &req, target).await,
         None => routes::handle(&settings, &req),
     };
-    let After { dispatch } = reply.after;
+    let After { dispatch, cancel } = reply.after;
     let response = OutgoingResponse::new(
         Fields::from_list(&[("content-type".to_owned(), b"application/json".to_vec())])
             .expect("static header"),
@@ -143,6 +145,7 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     let _ = response.set_status_code(reply.status);
     // The answer goes out first: the trigger must never delay or fail a committed call.
     let _ = out.set_with_body(response, reply.body).await;
+    trigger::cancel(&settings, cancel).await;
     trigger::dispatch_and_sweep(&settings, dispatch).await;
 }
 

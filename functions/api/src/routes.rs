@@ -23,6 +23,7 @@ fn envelope(result: Result<Outcome, Error>, id: Option<Json>) -> Reply {
             &RpcResponse::ok(o.data, id),
             After {
                 dispatch: o.dispatch,
+                cancel: o.cancel,
             },
         ),
         Err(e) => {
@@ -40,6 +41,7 @@ fn slug(result: Result<Outcome, Error>, ok_status: u16, pick: impl FnOnce(Json) 
             &Slug::ok(pick(o.data.unwrap_or(Json::Null))),
             After {
                 dispatch: o.dispatch,
+                cancel: o.cancel,
             },
         ),
         Err(e) => json_reply(e.status(), &Slug::err(&e), After::default()),
@@ -117,7 +119,7 @@ pub(crate) fn handle(settings: &Settings, req: &Req) -> Reply {
             envelope(
                 result.map(|data| Outcome {
                     data: Some(data),
-                    dispatch: Vec::new(),
+                    ..Outcome::default()
                 }),
                 None,
             )

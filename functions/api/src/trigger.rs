@@ -39,6 +39,20 @@ async fn trigger(ingress: &str, task_id: i64) -> bool {
     matches!(status, Some(200..=299 | 409))
 }
 
+/// `POST {ingress}/TaskWorkflow/{task_id}/cancel` for tasks terminated by their owner: the
+/// running workflow stops at once, destroys what it made and records it. Best effort: a
+/// workflow that misses it still stops at its next step, when the component refuses to move
+/// the instances of a terminated task.
+pub(crate) async fn cancel(settings: &Settings, tasks: Vec<i64>) {
+    let ingress = settings.restate_ingress_url.as_str();
+    if ingress.is_empty() {
+        return;
+    }
+    for task_id in tasks {
+        let _ = post(format!("{ingress}/TaskWorkflow/{task_id}/cancel"), b"{}".to_vec()).await;
+    }
+}
+
 pub(crate) async fn dispatch_and_sweep(settings: &Settings, mut tasks: Vec<i64>) {
     let ingress = settings.restate_ingress_url.as_str();
     if ingress.is_empty() {

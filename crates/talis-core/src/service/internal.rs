@@ -4,7 +4,7 @@ use super::Service;
 use crate::db::{RowExt, Value};
 use crate::model::{Instance, Project, SshPublicKey, VolumeConfig};
 use crate::params::*;
-use crate::status::TaskStatus;
+use crate::status::{InstanceStatus, TaskStatus};
 use crate::{Error, Result, auth, now, validate};
 
 impl Service<'_> {
@@ -95,7 +95,10 @@ impl Service<'_> {
             current.status.transition(to)?;
             // A finished task must not move machines any more (e.g. terminated by its owner);
             // replays of what it already recorded stay harmless no-ops.
-            if task.status.is_terminal() && current.status != to {
+            // A task terminated by its owner still records the compensation of its instances.
+            let compensating = task.status == TaskStatus::Terminated
+                && matches!(to, InstanceStatus::Terminating | InstanceStatus::Terminated);
+            if task.status.is_terminal() && current.status != to && !compensating {
                 return Err(Error::Conflict(format!(
                     "task {task_id} is {}",
                     task.status

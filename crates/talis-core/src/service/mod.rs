@@ -29,6 +29,8 @@ pub struct Config {
 pub struct Outcome {
     pub data: Option<Json>,
     pub dispatch: Vec<i64>,
+    /// Tasks whose running workflow must be cancelled once the answer is committed.
+    pub cancel: Vec<i64>,
 }
 
 /// Public methods (`POST /api/v1/` and `/v1/<method>`), with whether only an admin may call them.
@@ -114,7 +116,12 @@ impl<'a> Service<'a> {
             "project.listInstances" => data(self.project_list_instances(c, decode(params)?)?),
             "task.get" => data(self.task_get(c, decode(params)?)?),
             "task.list" => data(self.task_list(c, decode(params)?)?),
-            "task.terminate" => data(self.task_terminate(c, decode(params)?)?),
+            "task.terminate" => {
+                let task = self.task_terminate(c, decode(params)?)?;
+                let id = task.id;
+                // The workflow stops, destroys what it made and records it (see internal.rs).
+                data(task).map(|o| Outcome { cancel: vec![id], ..o })
+            }
             "task.updateStatus" => data(self.task_update_status(c, decode(params)?)?),
             "task.listByInstance" => data(self.task_list_by_instance(c, decode(params)?)?),
             "user.create" => data(self.user_create(decode(params)?)?),
@@ -320,7 +327,7 @@ fn to_json<T: Serialize>(v: T) -> Result<Json> {
 fn data<T: Serialize>(v: T) -> Result<Outcome> {
     Ok(Outcome {
         data: Some(to_json(v)?),
-        dispatch: Vec::new(),
+        ..Outcome::default()
     })
 }
 

@@ -76,6 +76,7 @@ impl Service<'_> {
             return Ok(Outcome {
                 data: Some(data),
                 dispatch,
+                cancel: Vec::new(),
             });
         };
         if key.len() > 200 {
@@ -104,6 +105,7 @@ impl Service<'_> {
             return Ok(Outcome {
                 data: Some(data),
                 dispatch: Vec::new(),
+                cancel: Vec::new(),
             });
         }
         let (data, dispatch) = create()?;
@@ -114,6 +116,7 @@ impl Service<'_> {
         Ok(Outcome {
             data: Some(data),
             dispatch,
+            cancel: Vec::new(),
         })
     }
 
@@ -293,7 +296,7 @@ impl Service<'_> {
                 "UPDATE projects SET status = 'deleting', updated_at = ? WHERE id = ?",
                 &[ts.into(), project.id.into()],
             )?;
-            Ok(Outcome { data: Some(to_json(TaskQueued { task_id: Some(task_id), instance_ids: live })?), dispatch: vec![task_id] })
+            Ok(Outcome { data: Some(to_json(TaskQueued { task_id: Some(task_id), instance_ids: live })?), dispatch: vec![task_id], cancel: Vec::new() })
         })
     }
 
@@ -528,6 +531,7 @@ impl Service<'_> {
             Ok(Outcome {
                 data: Some(to_json(TaskQueued { task_id: Some(task_id), instance_ids: live })?),
                 dispatch: vec![task_id],
+                cancel: Vec::new(),
             })
         })
     }
