@@ -138,6 +138,23 @@ pub fn batches(plan: &Plan, indexes: &[usize], max_batch: usize) -> Vec<Batch> {
     out
 }
 
+/// The provider's name of an instance's volume: unique per region (DigitalOcean's idempotency
+/// key), so the instance id is part of it; lowercase letters, digits and '-', starting with a
+/// letter, at most 64 characters.
+pub fn volume_name(volume: &str, instance_id: &str) -> String {
+    let suffix = format!("-{instance_id}");
+    let mut base: String = volume
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    if !base.starts_with(|c: char| c.is_ascii_lowercase()) {
+        base.insert(0, 'v');
+    }
+    base.truncate(64 - suffix.len().min(63));
+    base + &suffix
+}
+
 /// User tags the provider accepts (DO: letters, digits, ':', '-', '_'); `k=v` becomes `k:v`.
 fn provider_tags(tags: &[String]) -> Vec<String> {
     let mut t: Vec<String> = tags
@@ -330,6 +347,16 @@ mod tests {
         assert!(ud.trim_end().ends_with("'http://x/v1/phone-home/t1'"));
         let bare = user_data(None, &[], None);
         assert!(!bare.contains("talis-phone-home"));
+    }
+
+    #[test]
+    fn volume_names_are_unique_per_instance_and_valid() {
+        assert_eq!(volume_name("data", "12"), "data-12");
+        assert_eq!(volume_name("My_Data", "7"), "my-data-7");
+        assert_eq!(volume_name("1st", "7"), "v1st-7");
+        let long = volume_name(&"x".repeat(100), "123456");
+        assert_eq!(long.len(), 64);
+        assert!(long.ends_with("-123456"));
     }
 
     #[test]

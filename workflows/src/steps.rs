@@ -381,7 +381,7 @@ async fn ensure_volumes(
             .ensure_volume(&VolumeSpec {
                 instance_id: inst.id.clone(),
                 project_id: plan.project_id.clone(),
-                name: v.name.clone(),
+                name: crate::plan::volume_name(&v.name, &inst.id),
                 region: inst.region.clone(),
                 size_gigabytes: v.size_gb,
                 filesystem_type: v.filesystem_type.clone(),

@@ -126,7 +126,11 @@ impl TaskWorkflow {
 
     /// Asks the running task to stop: it destroys what it created and ends `terminated`.
     #[handler]
-    async fn cancel(&self, ctx: SharedWorkflowContext<'_>) -> HandlerResult<()> {
+    async fn cancel(
+        &self,
+        ctx: SharedWorkflowContext<'_>,
+        _reason: Option<Json<Value>>,
+    ) -> HandlerResult<()> {
         if ctx.peek_promise::<String>(CANCEL).await?.is_none() {
             ctx.resolve_promise(CANCEL, "requested".to_string());
         }

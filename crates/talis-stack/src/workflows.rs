@@ -159,25 +159,15 @@ impl FullStack {
         ];
         let workflows = Workflows::start(&wo, &logs).await?;
         restate.register(&workflows.url()).await?;
-        let root = crate::workspace_root();
-        let host_spec = Spec::new("talis-host", bin("talis-host"), &logs)
-            .args(["up", "-f"])
-            .arg(root.join("spin.toml").display().to_string())
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{api_port}"))
-            .arg("--state-dir")
-            .arg(dir.join("spin").display().to_string())
-            .arg("--variable")
-            .arg(format!("admin_api_key={admin_key}"))
-            .arg("--variable")
-            .arg(format!("internal_secret={internal_secret}"))
-            .arg("--variable")
-            .arg(format!("restate_ingress_url={}", restate.ingress_url()))
-            .arg("--variable")
-            .arg(format!("public_url={api_url}"))
-            .env("RUST_LOG", "warn")
-            .ready(Ready::Http(format!("{api_url}/health")))
-            .ready_timeout(std::time::Duration::from_secs(120));
+        let mut host_opts =
+            crate::host::HostOptions::new(crate::workspace_root().join("spin.toml"), "/health")
+                .variable("admin_api_key", &admin_key)
+                .variable("internal_secret", &internal_secret)
+                .variable("restate_ingress_url", restate.ingress_url())
+                .variable("public_url", &api_url);
+        host_opts.state_dir = Some(dir.join("spin"));
+        host_opts.env = vec![("RUST_LOG".into(), "warn".into())];
+        let host_spec = crate::host::spec(&host_opts, api_port, &logs);
         let host = Service::start(host_spec).await?;
         Ok(Self {
             dir: dir.to_path_buf(),
