@@ -20,6 +20,8 @@ pub struct Options {
     pub provider_token: String,
     /// Extra environment (e.g. `TALIS_PROVISION_TIMEOUT_SECS`, `RUST_LOG`).
     pub env: Vec<(String, String)>,
+    /// The binary; `talis-workflows` next to the running executable by default.
+    pub binary: Option<std::path::PathBuf>,
 }
 
 impl Options {
@@ -32,6 +34,7 @@ impl Options {
             provider_url: provider_url.to_string(),
             provider_token: token.to_string(),
             env: Vec::new(),
+            binary: None,
         }
     }
 }
@@ -46,7 +49,11 @@ pub struct Workflows {
 impl Workflows {
     pub async fn start(opts: &Options, log_dir: &Path) -> Result<Self> {
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], opts.port));
-        let mut spec = Spec::new("workflows", bin("talis-workflows"), log_dir)
+        let program = opts
+            .binary
+            .clone()
+            .unwrap_or_else(|| bin("talis-workflows"));
+        let mut spec = Spec::new("workflows", program, log_dir)
             .env("WORKFLOWS_LISTEN", addr.to_string())
             .env("TALIS_API_URL", &opts.api_url)
             .env("TALIS_INTERNAL_SECRET", &opts.internal_secret)
@@ -80,6 +87,9 @@ pub struct StackOptions {
     pub provision_timeout_secs: u64,
     /// Longest pause between project polls.
     pub poll_max_ms: u64,
+    /// Where the binaries are (e.g. `target/release` for benchmarks); next to the running
+    /// executable when `None`.
+    pub bin_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for StackOptions {
@@ -88,6 +98,7 @@ impl Default for StackOptions {
             fake_config: None,
             provision_timeout_secs: 120,
             poll_max_ms: 2000,
+            bin_dir: None,
         }
     }
 }
@@ -130,15 +141,23 @@ impl FullStack {
             &fake_config,
             opts.fake_config.as_deref().unwrap_or(INSTANT_FAKE),
         )?;
-        let fake = crate::fakecloud::start(
+        let binary = |name: &str| match &opts.bin_dir {
+            Some(d) => d.join(name),
+            None => bin(name),
+        };
+        let (mut fake_spec, fake_url) = crate::fakecloud::spec(
             &crate::fakecloud::Options {
                 config: Some(fake_config),
                 snapshot: Some(dir.join("fakecloud-state.json")),
                 ..Default::default()
             },
             &logs,
-        )
-        .await?;
+        );
+        fake_spec.program = binary("fakecloud");
+        let fake = crate::fakecloud::FakeCloud {
+            service: Service::start(fake_spec).await?,
+            base_url: fake_url,
+        };
         let restate = crate::restate::Restate::start(
             &dir.join("restate"),
             &logs,
@@ -157,6 +176,7 @@ impl FullStack {
             ),
             ("TALIS_POLL_MAX_MS".into(), opts.poll_max_ms.to_string()),
         ];
+        wo.binary = Some(binary("talis-workflows"));
         let workflows = Workflows::start(&wo, &logs).await?;
         restate.register(&workflows.url()).await?;
         let mut host_opts =
@@ -166,6 +186,7 @@ impl FullStack {
                 .variable("restate_ingress_url", restate.ingress_url())
                 .variable("public_url", &api_url);
         host_opts.state_dir = Some(dir.join("spin"));
+        host_opts.binary = Some(binary("talis-host"));
         host_opts.env = vec![("RUST_LOG".into(), "warn".into())];
         let host_spec = crate::host::spec(&host_opts, api_port, &logs);
         let host = Service::start(host_spec).await?;

@@ -1,7 +1,233 @@
-//! `cargo xtask bench e2e`.
+//! `cargo xtask bench e2e`: the whole stack on loopback (release binaries: fake cloud,
+//! restate-server, workflows, talis-host with the API component). For 100 and 1 000 instances,
+//! with zero simulated latency and with DigitalOcean-like latency (45 s boot, DO's rate limits),
+//! measures the time from the `project.create` answer to the task's completion (every instance
+//! ready), provider calls per instance, and the peak RSS of each process. Prints the numbers
+//! and their ratio to the aims.
+//!
+//! `BENCH_E2E_ONLY=zero-100,do-1000` runs a subset (names: `<profile>-<instances>`).
 
-use anyhow::{Result, bail};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use talis_stack::workflows::{FullStack, INSTANT_FAKE, StackOptions};
+
+use crate::build::{cargo, run as run_cmd};
+
+/// DigitalOcean-like: every machine boots in 45 s (IP with it), DO's API rate limits.
+const DO_LIKE_BOOT_MS: u64 = 45_000;
+const DO_LIKE: &str = "boot_delay_ms = 45000
+boot_jitter_ms = 0
+ip_delay_ms = 45000
+rate_limit_per_minute = 250
+rate_limit_per_hour = 5000
+[phone_home]
+attempts = 60
+retry_delay_ms = 500
+timeout_ms = 5000";
+
+struct Scenario {
+    profile: &'static str,
+    instances: usize,
+}
+
+struct Measured {
+    name: String,
+    instances: usize,
+    create_answer: Duration,
+    to_ready: Duration,
+    ideal: Duration,
+    ready: usize,
+    calls: u64,
+    calls_detail: Value,
+    rss_mib: Vec<(&'static str, f64)>,
+}
 
 pub fn run() -> Result<()> {
-    bail!("not implemented yet")
+    crate::build::npm()?;
+    crate::build::components()?;
+    let mut c = cargo();
+    c.args([
+        "build",
+        "--release",
+        "-p",
+        "talis-host",
+        "-p",
+        "fakecloud",
+        "-p",
+        "talis-workflows",
+    ]);
+    run_cmd(c)?;
+    let bin_dir = talis_stack::target_dir().join("release");
+    let only: Option<Vec<String>> = std::env::var("BENCH_E2E_ONLY")
+        .ok()
+        .map(|s| s.split(',').map(|x| x.trim().to_string()).collect());
+    let scenarios = [
+        Scenario {
+            profile: "zero",
+            instances: 100,
+        },
+        Scenario {
+            profile: "zero",
+            instances: 1000,
+        },
+        Scenario {
+            profile: "do",
+            instances: 100,
+        },
+        Scenario {
+            profile: "do",
+            instances: 1000,
+        },
+    ];
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let mut results = Vec::new();
+    for s in scenarios {
+        let name = format!("{}-{}", s.profile, s.instances);
+        if only.as_ref().is_some_and(|o| !o.contains(&name)) {
+            continue;
+        }
+        eprintln!("== {name}");
+        let m = rt.block_on(scenario(&bin_dir, &name, &s))?;
+        print_one(&m);
+        results.push(m);
+    }
+    println!("\n## End to end (create answer → all instances ready)\n");
+    println!(
+        "| scenario | create answer | to all ready | ideal | vs aim | ready | provider calls / instance | peak RSS MiB (restate, workflows, host, fakecloud) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for m in &results {
+        let aim = aim(m);
+        println!(
+            "| {} | {:.0} ms | {:.2} s | {:.1} s | {:.2}× of {:.1} s | {}/{} | {:.2} | {} |",
+            m.name,
+            m.create_answer.as_secs_f64() * 1000.0,
+            m.to_ready.as_secs_f64(),
+            m.ideal.as_secs_f64(),
+            m.to_ready.as_secs_f64() / aim.as_secs_f64(),
+            aim.as_secs_f64(),
+            m.ready,
+            m.instances,
+            m.calls as f64 / m.instances as f64,
+            m.rss_mib
+                .iter()
+                .map(|(_, v)| format!("{v:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Aims: 1.5 s with zero latency (for 100; scaled linearly for more), ideal + 2 s DO-like.
+fn aim(m: &Measured) -> Duration {
+    if m.ideal.is_zero() {
+        Duration::from_secs_f64(1.5 * (m.instances as f64 / 100.0))
+    } else {
+        m.ideal + Duration::from_secs(2)
+    }
+}
+
+fn print_one(m: &Measured) {
+    eprintln!(
+        "{}: answer {:.0} ms, all ready after {:.2} s (ideal {:.1} s), {}/{} ready, {:.2} calls/instance {}",
+        m.name,
+        m.create_answer.as_secs_f64() * 1000.0,
+        m.to_ready.as_secs_f64(),
+        m.ideal.as_secs_f64(),
+        m.ready,
+        m.instances,
+        m.calls as f64 / m.instances as f64,
+        m.calls_detail
+    );
+    for (p, v) in &m.rss_mib {
+        eprintln!("  peak RSS {p}: {v:.0} MiB");
+    }
+}
+
+async fn scenario(bin_dir: &std::path::Path, name: &str, s: &Scenario) -> Result<Measured> {
+    let dir = talis_stack::target_dir().join("bench-e2e").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let (fake, ideal) = match s.profile {
+        "do" => (DO_LIKE, Duration::from_millis(DO_LIKE_BOOT_MS)),
+        _ => (INSTANT_FAKE, Duration::ZERO),
+    };
+    let opts = StackOptions {
+        fake_config: Some(fake.to_string()),
+        provision_timeout_secs: 1800,
+        poll_max_ms: 5000,
+        bin_dir: Some(bin_dir.to_path_buf()),
+    };
+    let stack = FullStack::start(&dir, opts)
+        .await
+        .with_context(|| format!("starting the stack for {name}"))?;
+    let req = json!({
+        "name": "bench",
+        "instances": [{
+            "provider": "do", "region": "nyc3", "size": "s-1vcpu-1gb",
+            "image": "ubuntu-24-04-x64", "number_of_instances": s.instances, "name": "node",
+            "provision": true, "payload": "#!/bin/sh\ntrue\n", "execute_payload": true,
+        }],
+    });
+    let started = Instant::now();
+    let created = stack.call("project.create", req).await?;
+    let create_answer = started.elapsed();
+    let answered = Instant::now();
+    let task_id = created["task_id"].as_u64().context("task_id")?;
+    let limit = ideal + Duration::from_secs(1800);
+    let task = loop {
+        let t = stack.call("task.get", json!({"task_id": task_id})).await?;
+        if matches!(
+            t["status"].as_str(),
+            Some("completed" | "failed" | "terminated")
+        ) {
+            break t;
+        }
+        if answered.elapsed() > limit {
+            bail!("{name}: task not finished after {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let to_ready = answered.elapsed();
+    let ready = task["result"]["counts"]["ready"].as_u64().unwrap_or(0) as usize;
+    let stats = stack.fake_stats().await?;
+    let calls = stats["total_calls"].as_u64().unwrap_or(0);
+    let rss_mib = vec![
+        ("restate", peak_rss_mib(stack.restate.service.pid())),
+        ("workflows", peak_rss_mib(stack.workflows.service.pid())),
+        ("talis-host", peak_rss_mib(stack.host.pid())),
+        ("fakecloud", peak_rss_mib(stack.fake.service.pid())),
+    ];
+    Ok(Measured {
+        name: name.to_string(),
+        instances: s.instances,
+        create_answer,
+        to_ready,
+        ideal,
+        ready,
+        calls,
+        calls_detail: stats["calls"].clone(),
+        rss_mib,
+    })
+}
+
+/// Peak resident set size (`VmHWM`) of a process, in MiB.
+fn peak_rss_mib(pid: Option<u32>) -> f64 {
+    let Some(pid) = pid else { return 0.0 };
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
 }
