@@ -8,8 +8,8 @@ use clap::Parser;
 #[derive(Parser)]
 #[command(about = "DigitalOcean API v2 compatible fake cloud")]
 struct Args {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:3100")]
+    /// Address to listen on, e.g. 127.0.0.1:3100.
+    #[arg(long)]
     listen: String,
     /// TOML file with realism knobs (boot delay, rate limits, faults...).
     #[arg(long)]

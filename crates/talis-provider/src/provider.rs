@@ -15,13 +15,14 @@ pub trait Provider: Send + Sync {
     /// Short provider name, as stored in `instances.provider` (e.g. "digitalocean").
     fn kind(&self) -> &'static str;
 
-    /// Most machines one create call can make (DigitalOcean: 10).
+    /// Most members of one [`MachineBatch`] (DigitalOcean: 10, its multi-create limit).
     fn max_batch(&self) -> usize;
 
-    /// Ensures one machine per batch member: members whose machine already exists (found by
-    /// instance tag, or by project tag + name if a crash left it untagged) are returned as they
-    /// are, the others are created in one call and tagged. Never creates two machines for one
-    /// instance. The result follows the order of `batch.members`.
+    /// Ensures one machine per batch member: one look-up of the project finds the members whose
+    /// machine exists (by instance tag, or by project tag + name if it is untagged); the others
+    /// are created, each carrying its instance tag. Never creates two machines for one
+    /// instance; duplicates found (from an earlier race) are destroyed, the oldest kept. The
+    /// result follows the order of `batch.members`.
     async fn ensure_machines(&self, batch: &MachineBatch) -> Result<Vec<Machine>>;
 
     /// [`Provider::ensure_machines`] for a single machine.
@@ -29,6 +30,9 @@ pub trait Provider: Send + Sync {
         let mut v = self.ensure_machines(&spec.clone().into()).await?;
         Ok(v.remove(0))
     }
+
+    /// A machine by its provider id; `None` if it no longer exists.
+    async fn get_machine(&self, provider_ref: &str) -> Result<Option<Machine>>;
 
     /// The machine of an instance, if one exists (by instance tag).
     async fn find_machine(&self, instance_id: &str) -> Result<Option<Machine>>;

@@ -112,13 +112,24 @@ async fn batch_ensure_is_idempotent_and_polls_by_tag() {
     let found = do_.find_machine("p1-i3").await.unwrap().unwrap();
     assert_eq!(found.name, "p1-web-3");
     assert_eq!(do_.find_machine("nope").await.unwrap(), None);
+    assert_eq!(
+        do_.get_machine(&found.provider_ref).await.unwrap(),
+        Some(found.clone())
+    );
+    assert_eq!(do_.get_machine("1").await.unwrap(), None);
 
     let s = fake.fake.stats();
     assert_eq!(
-        stat(&s, "/calls/droplets_create/202"),
-        1,
-        "one create call for 10 machines"
+        stat(&s, "/calls/droplets_list/200"),
+        5,
+        "1 per ensure, 1 poll, 1 per find"
     );
+    assert_eq!(
+        stat(&s, "/calls/droplets_create/202"),
+        10,
+        "tags given at creation"
+    );
+    assert_eq!(stat(&s, "/calls/tags_assign_resources/204"), 0);
     assert_eq!(stat(&s, "/droplets/live"), 10);
     assert_eq!(stat(&s, "/duplicates/count"), 0);
     assert_eq!(stat(&s, "/orphans/count"), 0);
@@ -175,10 +186,11 @@ async fn retryable_faults_are_absorbed() {
     assert_eq!(stat(&s, "/calls/droplets_list/429"), 3);
     assert_eq!(stat(&s, "/calls/droplets_list/dropped"), 1);
     assert_eq!(stat(&s, "/calls/droplets_create/lost"), 1);
+    assert_eq!(stat(&s, "/calls/droplets_create/202"), 3);
     assert_eq!(
-        stat(&s, "/calls/droplets_create/202"),
-        0,
-        "the lost create was adopted, not repeated"
+        stat(&s, "/droplets/created"),
+        4,
+        "the lost create was found again, not repeated"
     );
     assert_eq!(stat(&s, "/droplets/live"), 4);
     assert_eq!(stat(&s, "/duplicates/count"), 0);
@@ -257,11 +269,13 @@ async fn terminal_errors_keep_the_provider_message() {
         other => panic!("expected a 422, got {other:?}"),
     }
     assert!(!err.is_retryable());
-    assert_eq!(
-        stat(&fake.fake.stats(), "/droplets/live"),
-        0,
-        "no partial create"
-    );
+    // The machines created before the quota was hit carry their tags: found again by a
+    // retry, destroyed by compensation, never orphans.
+    let s = fake.fake.stats();
+    assert_eq!(stat(&s, "/droplets/live"), 3);
+    assert_eq!(stat(&s, "/orphans/count"), 0);
+    assert_eq!(do_.list_project("q").await.unwrap().len(), 3);
+    do_.delete_project("q").await.unwrap();
 
     let mut bad = spec("x", "q");
     bad.region = "mars1".into();

@@ -300,25 +300,24 @@ impl DigitalOcean {
         }
     }
 
-    /// `POST /v2/tags/{tag}/resources` for droplets (creates the tag first if it is missing).
+    /// `POST /v2/tags` then `POST /v2/tags/{tag}/resources` for droplets: DigitalOcean answers
+    /// 404 when assigning a tag that does not exist yet.
     pub async fn tag_droplets(&self, tag: &str, ids: &[u64]) -> Result<()> {
+        self.create_tag(tag).await?;
         let resources: Vec<Value> = ids
             .iter()
             .map(|id| serde_json::json!({ "resource_id": id.to_string(), "resource_type": "droplet" }))
             .collect();
         let body = serde_json::json!({ "resources": resources });
-        let path = format!("/v2/tags/{tag}/resources");
-        for first in [true, false] {
-            let r: Result<Value> = self
-                .call(Method::POST, &path, &[], Some(&body), Repeat::Safe)
-                .await;
-            match r {
-                Ok(_) => return Ok(()),
-                Err(e) if first && e.status() == Some(404) => self.create_tag(tag).await?,
-                Err(e) => return Err(e),
-            }
-        }
-        unreachable!("the loop returns on its second pass")
+        self.call::<Value>(
+            Method::POST,
+            &format!("/v2/tags/{tag}/resources"),
+            &[],
+            Some(&body),
+            Repeat::Safe,
+        )
+        .await
+        .map(drop)
     }
 
     pub async fn list_regions(&self) -> Result<Vec<Region>> {

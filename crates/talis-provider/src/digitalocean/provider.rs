@@ -1,10 +1,10 @@
 //! [`Provider`] for DigitalOcean: idempotency by tags.
 //!
-//! A droplet belongs to an instance when it carries `talis-instance-<id>`. Multi-create cannot
-//! give each droplet its own tag, so a batch is created with the shared tags (`talis`,
-//! `talis-project-<id>`) and each new droplet is tagged right after. A crash in between leaves
-//! a droplet with the project tag and the instance's name but no instance tag: the next
-//! `ensure_machines` adopts it (tags it) instead of creating another.
+//! A droplet belongs to an instance when it carries `talis-instance-<id>`. A batch costs one
+//! look-up of the whole project (by project tag, paginated) plus one create per missing
+//! machine, each created with all its tags. A project droplet with a member's name but no
+//! instance tag (left by an older multi-create, or by hand) is adopted and tagged rather than
+//! duplicated.
 
 use std::collections::{HashMap, HashSet};
 
@@ -92,39 +92,30 @@ impl DigitalOcean {
                 None => missing.push(m),
             }
         }
-        if !missing.is_empty() {
-            let mut req = DropletCreate {
+        // Each missing machine is created on its own, carrying its instance tag from the start.
+        // DigitalOcean's multi-create gives every droplet the same tags, so per-instance tags
+        // would cost two more calls per droplet (create the tag, assign it): n single creates
+        // are fewer calls than 1 multi-create + 2n tag calls, and leave no untagged window.
+        for m in missing {
+            let mut tags = batch.shared_tags();
+            tags.push(tags::instance(&m.instance_id));
+            let req = DropletCreate {
+                name: Some(m.name.clone()),
                 region: batch.region.clone(),
                 size: batch.size.clone(),
                 image: batch.image.clone(),
                 ssh_keys: batch.ssh_keys.iter().map(|k| api::ssh_key_ref(k)).collect(),
-                tags: batch.shared_tags(),
+                tags,
                 user_data: batch.user_data.clone(),
                 ..Default::default()
             };
-            if let [only] = missing.as_slice() {
-                // A single create carries its instance tag directly: no window to cover.
-                req.name = Some(only.name.clone());
-                req.tags.push(tags::instance(&only.instance_id));
-            } else {
-                req.names = Some(missing.iter().map(|m| m.name.clone()).collect());
-            }
-            let created = self.create_droplets(&req).await?;
-            for m in &missing {
-                let itag = tags::instance(&m.instance_id);
-                let mut d = created
-                    .iter()
-                    .find(|d| d.name == m.name)
-                    .cloned()
-                    .ok_or_else(|| {
-                        Error::Decode(format!("create answer lacks droplet {:?}", m.name))
-                    })?;
-                if !d.tags.contains(&itag) {
-                    self.tag_droplets(&itag, &[d.id]).await?;
-                    d.tags.push(itag);
-                }
-                found.insert(&m.instance_id, d);
-            }
+            let d = self
+                .create_droplets(&req)
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(|| Error::Decode("create answered no droplet".into()))?;
+            found.insert(&m.instance_id, d);
         }
         batch
             .members
@@ -172,6 +163,13 @@ impl Provider for DigitalOcean {
         batch.validate(MAX_BATCH)?;
         self.with_ensure_retries("ensure machines", || self.try_ensure_machines(batch))
             .await
+    }
+
+    async fn get_machine(&self, provider_ref: &str) -> Result<Option<Machine>> {
+        let id: u64 = provider_ref
+            .parse()
+            .map_err(|_| Error::invalid("provider_ref", "not a droplet id"))?;
+        Ok(self.get_droplet(id).await?.map(machine))
     }
 
     async fn find_machine(&self, instance_id: &str) -> Result<Option<Machine>> {
