@@ -20,8 +20,8 @@ pub struct Cli {
     #[arg(long, env = "TALIS_API_KEY", global = true, hide_env_values = true)]
     pub api_key: Option<String>,
     /// Config file (TOML with api_url, api_key) [default: ~/.config/talis/config.toml]
-    #[arg(long, env = "TALIS_CONFIG", global = true)]
-    pub config: Option<PathBuf>,
+    #[arg(long, env = "TALIS_CONFIG", global = true, value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
     /// Output format [default: table on a terminal, json when piped]
     #[arg(short, long, value_enum, global = true)]
     pub output: Option<Format>,
@@ -104,6 +104,9 @@ pub struct PageArgs {
     /// Rows per page (1-1000)
     #[arg(long)]
     pub limit: Option<u32>,
+    /// Skip this many rows
+    #[arg(long)]
+    pub offset: Option<u32>,
     /// Continue after this cursor (from a previous page's next_cursor)
     #[arg(long)]
     pub cursor: Option<String>,
@@ -120,6 +123,7 @@ pub enum ProjectCmd {
         /// Project name (overrides the file's)
         #[arg(short, long)]
         name: Option<String>,
+        /// Project description
         #[arg(short, long)]
         description: Option<String>,
         /// Project config as a JSON object string

@@ -36,6 +36,7 @@ impl Ctx {
             limit: p.limit,
             cursor: p.cursor.clone(),
             page: p.page,
+            offset: p.offset,
         }
     }
 
@@ -138,7 +139,7 @@ fn parse<T: std::str::FromStr<Err = String>>(what: &str, s: &str) -> Result<T> {
 }
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
-    let config_path = cli.config.clone().or_else(config::default_path);
+    let config_path = cli.config_file.clone().or_else(config::default_path);
     // Commands that need no server.
     match &cli.command {
         Command::Completions { shell } => {
