@@ -12,14 +12,15 @@ use crate::model::{
 use crate::status::{InstanceStatus, TaskAction, TaskStatus};
 
 /// Pagination input shared by every list: `limit` (1..=1000, default 50) and the opaque `cursor`
-/// from the previous page's `pagination.next_cursor`. `page` (1-based) is accepted for the
-/// original clients and turned into an offset.
+/// from the previous page's `pagination.next_cursor`. `page` (1-based, RPC) and `offset` (REST)
+/// are accepted for the original clients; they apply only without a cursor.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct PageParams {
     pub limit: Option<u32>,
     pub cursor: Option<String>,
     pub page: Option<u32>,
+    pub offset: Option<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

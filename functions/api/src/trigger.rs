@@ -49,7 +49,11 @@ pub(crate) async fn cancel(settings: &Settings, tasks: Vec<i64>) {
         return;
     }
     for task_id in tasks {
-        let _ = post(format!("{ingress}/TaskWorkflow/{task_id}/cancel"), b"{}".to_vec()).await;
+        let _ = post(
+            format!("{ingress}/TaskWorkflow/{task_id}/cancel"),
+            b"{}".to_vec(),
+        )
+        .await;
     }
 }
 

@@ -120,7 +120,10 @@ impl<'a> Service<'a> {
                 let task = self.task_terminate(c, decode(params)?)?;
                 let id = task.id;
                 // The workflow stops, destroys what it made and records it (see internal.rs).
-                data(task).map(|o| Outcome { cancel: vec![id], ..o })
+                data(task).map(|o| Outcome {
+                    cancel: vec![id],
+                    ..o
+                })
             }
             "task.updateStatus" => data(self.task_update_status(c, decode(params)?)?),
             "task.listByInstance" => data(self.task_list_by_instance(c, decode(params)?)?),
@@ -253,10 +256,10 @@ impl<'a> Service<'a> {
             .transpose()?
             .unwrap_or(0);
         // `page` (original clients) only applies without a cursor.
-        let offset = if after == 0 {
-            (p.page.unwrap_or(1).max(1) as i64 - 1) * limit
-        } else {
-            0
+        let offset = match (after, p.offset) {
+            (0, Some(o)) => o as i64,
+            (0, None) => (p.page.unwrap_or(1).max(1) as i64 - 1) * limit,
+            _ => 0,
         };
         let total = db::scalar(
             self.db,
