@@ -1,7 +1,7 @@
 //! The cloud itself: droplets, volumes, SSH keys, tags and actions in memory, and their
 //! DigitalOcean JSON shapes. No HTTP here; `server` routes requests to these methods.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -139,6 +139,10 @@ pub struct Cloud {
     pub droplets_created: u64,
     #[serde(default)]
     pub droplets_destroyed: u64,
+    /// Serialized droplets, valid until their next status/IP change (`until_ms`) or a
+    /// mutation: polling a project by tag then costs string copies, not JSON building.
+    #[serde(skip)]
+    rendered: HashMap<u64, (u64, String)>,
 }
 
 /// A page request: DigitalOcean's `page` (1-based) and `per_page` (default 20, max 200).
@@ -414,28 +418,64 @@ impl Cloud {
         })
     }
 
+    /// The droplet's JSON text, rendered at most once per state.
+    fn droplet_text(&mut self, id: u64, now: u64) -> Option<&str> {
+        let fresh = self
+            .rendered
+            .get(&id)
+            .is_some_and(|(until, _)| now < *until);
+        if !fresh {
+            let d = self.droplets.get(&id)?;
+            let until = [d.ip_ms, d.active_ms]
+                .into_iter()
+                .filter(|t| *t > now)
+                .min()
+                .unwrap_or(u64::MAX);
+            let text = self.droplet_json(d, now).to_string();
+            self.rendered.insert(id, (until, text));
+        }
+        self.rendered.get(&id).map(|(_, t)| t.as_str())
+    }
+
+    /// `GET /v2/droplets` as JSON text.
     pub fn list_droplets(
-        &self,
+        &mut self,
         tag: Option<&str>,
         name: Option<&str>,
         page: &Page,
         now: u64,
-    ) -> Value {
-        let matching: Vec<&Droplet> = self
+    ) -> String {
+        let matching: Vec<u64> = self
             .droplets
             .values()
             .filter(|d| tag.is_none_or(|t| d.tags.iter().any(|x| x == t)))
             .filter(|d| name.is_none_or(|n| d.name == n))
+            .map(|d| d.id)
             .collect();
-        paginate("droplets", &matching, page, |d| self.droplet_json(d, now))
+        let (range, links, meta) = page_of(matching.len(), page);
+        let mut out = String::from("{\"droplets\":[");
+        for (i, id) in matching[range].iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(self.droplet_text(*id, now).unwrap_or("null"));
+        }
+        out.push_str("],\"links\":");
+        out.push_str(&links.to_string());
+        out.push_str(",\"meta\":");
+        out.push_str(&meta.to_string());
+        out.push('}');
+        out
     }
 
-    pub fn get_droplet(&self, id: u64, now: u64) -> Answer {
-        let d = self.droplets.get(&id).ok_or_else(ApiError::not_found)?;
-        Ok((200, Some(json!({ "droplet": self.droplet_json(d, now) }))))
+    /// `GET /v2/droplets/{id}` as JSON text.
+    pub fn get_droplet(&mut self, id: u64, now: u64) -> Result<String, ApiError> {
+        let text = self.droplet_text(id, now).ok_or_else(ApiError::not_found)?;
+        Ok(format!("{{\"droplet\":{text}}}"))
     }
 
     fn remove_droplet(&mut self, id: u64) {
+        self.rendered.remove(&id);
         if self.droplets.remove(&id).is_some() {
             self.droplets_destroyed += 1;
             // Volumes are detached from a destroyed droplet, as at DigitalOcean.
@@ -480,6 +520,7 @@ impl Cloud {
             }
         }
         let region = d.region.clone();
+        self.rendered.remove(&id);
         let aid = self.action(&kind, Some(id), "droplet", Some(&region), now);
         Ok((
             201,
@@ -696,6 +737,7 @@ impl Cloud {
                 )));
             }
         }
+        self.rendered.remove(&droplet_id);
         let kind = if kind == "attach" {
             "attach_volume"
         } else {
@@ -829,6 +871,7 @@ impl Cloud {
         for d in self.droplets.values_mut() {
             d.tags.retain(|t| t != name);
         }
+        self.rendered.clear();
         for v in &mut self.volumes {
             v.tags.retain(|t| t != name);
         }
@@ -871,6 +914,7 @@ impl Cloud {
                 }
             }
         }
+        self.rendered.clear();
         for (is_droplet, id) in targets {
             let tags = if is_droplet {
                 &mut self
@@ -934,16 +978,18 @@ fn fingerprint(key: &str) -> String {
 
 /// DigitalOcean's list envelope: `{<key>: [...], links: {pages: {...}}, meta: {total}}`.
 pub fn paginate<T>(key: &str, all: &[T], page: &Page, to_json: impl Fn(&T) -> Value) -> Value {
-    let total = all.len();
+    let (range, links, meta) = page_of(all.len(), page);
+    let items: Vec<Value> = all[range].iter().map(to_json).collect();
+    json!({ key: items, "links": links, "meta": meta })
+}
+
+/// The slice of `total` items on `page`, and its `links` and `meta` objects.
+fn page_of(total: usize, page: &Page) -> (std::ops::Range<usize>, Value, Value) {
     let per = page.per_page.clamp(1, 200);
     let last = total.div_ceil(per).max(1);
     let p = page.page.max(1);
-    let items: Vec<Value> = all
-        .iter()
-        .skip((p - 1) * per)
-        .take(per)
-        .map(to_json)
-        .collect();
+    let start = ((p - 1) * per).min(total);
+    let end = (start + per).min(total);
     let sep = if page.base.contains('?') { '&' } else { '?' };
     let url = |n: usize| format!("{}{sep}page={n}&per_page={per}", page.base);
     let mut pages = serde_json::Map::new();
@@ -955,5 +1001,74 @@ pub fn paginate<T>(key: &str, all: &[T], page: &Page, to_json: impl Fn(&T) -> Va
         pages.insert("next".into(), url(p + 1).into());
         pages.insert("last".into(), url(last).into());
     }
-    json!({ key: items, "links": { "pages": pages }, "meta": { "total": total } })
+    (
+        start..end,
+        json!({ "pages": pages }),
+        json!({ "total": total }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn page() -> Page {
+        Page {
+            page: 1,
+            per_page: 20,
+            base: "http://x/v2/droplets".into(),
+        }
+    }
+
+    /// The rendered-text cache never serves a stale status, IP, tag or power state.
+    #[test]
+    fn rendered_droplets_follow_every_change() {
+        let mut c = Cloud::default();
+        let config = Config {
+            boot_delay_ms: 100,
+            boot_jitter_ms: 0,
+            ip_delay_ms: 50,
+            ..Config::default()
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let body = json!({"name": "a", "region": "nyc3", "size": "s-1vcpu-1gb", "image": "ubuntu-24-04-x64", "tags": ["t"]});
+        let (_, ids) = c
+            .create_droplets(&body, &config, &mut rng, 1_000, "")
+            .unwrap();
+        let id = ids[0];
+        let get = |c: &mut Cloud, now| -> Value {
+            serde_json::from_str(&c.get_droplet(id, now).unwrap()).unwrap()
+        };
+        let d = get(&mut c, 1_000);
+        assert_eq!(
+            (
+                d["droplet"]["status"].as_str(),
+                d["droplet"]["networks"]["v4"].as_array().map(Vec::len)
+            ),
+            (Some("new"), Some(0))
+        );
+        let d = get(&mut c, 1_060);
+        assert_eq!(
+            d["droplet"]["networks"]["v4"].as_array().map(Vec::len),
+            Some(2),
+            "IP appeared"
+        );
+        assert_eq!(d["droplet"]["status"], "new");
+        assert_eq!(get(&mut c, 1_100)["droplet"]["status"], "active");
+
+        c.create_tag(&json!({"name": "u"})).unwrap();
+        let res =
+            json!({"resources": [{"resource_id": id.to_string(), "resource_type": "droplet"}]});
+        c.tag_resources("u", &res, true).unwrap();
+        assert_eq!(get(&mut c, 1_200)["droplet"]["tags"], json!(["t", "u"]));
+        let listed: Value =
+            serde_json::from_str(&c.list_droplets(Some("u"), None, &page(), 1_200)).unwrap();
+        assert_eq!(listed["meta"]["total"], 1);
+        c.droplet_action(id, &json!({"type": "power_off"}), 1_300, "")
+            .unwrap();
+        assert_eq!(get(&mut c, 1_300)["droplet"]["status"], "off");
+        c.delete_droplet(id).unwrap();
+        assert!(c.get_droplet(id, 1_400).is_err());
+    }
 }

@@ -304,6 +304,8 @@ impl Fake {
         };
         let now = now_ms();
         let mut phone_home = Vec::new();
+        // Droplet reads answer pre-rendered text (see `Cloud::droplet_text`).
+        let mut text: Option<String> = None;
         let answer: Answer = {
             let mut g = self.lock();
             let Inner {
@@ -345,15 +347,18 @@ impl Fake {
                             phone_home = ids;
                             (202, Some(v))
                         }),
-                    Route::DropletsList => Ok((
-                        200,
-                        Some(cloud.list_droplets(q("tag_name"), q("name"), &page, now)),
-                    )),
+                    Route::DropletsList => {
+                        text = Some(cloud.list_droplets(q("tag_name"), q("name"), &page, now));
+                        Ok((200, None))
+                    }
                     Route::DropletsDeleteByTag => match q("tag_name") {
                         Some(t) => cloud.delete_droplets_by_tag(t),
                         None => Err(ApiError::bad_request("tag_name is required")),
                     },
-                    Route::Droplet(id) => cloud.get_droplet(*id, now),
+                    Route::Droplet(id) => cloud.get_droplet(*id, now).map(|t| {
+                        text = Some(t);
+                        (200, None)
+                    }),
                     Route::DropletDelete(id) => cloud.delete_droplet(*id),
                     Route::DropletActions(id) => cloud.droplet_action(*id, &body, now, &host),
                     Route::Action(id) => cloud.get_action(*id, now, &host),
@@ -395,6 +400,9 @@ impl Fake {
             return Err(Dropped);
         }
         Ok(match answer {
+            Ok((status, _)) if text.is_some() => {
+                text_response(status, text.unwrap_or_default(), rl)
+            }
             Ok((status, body)) => json_response(status, body, rl),
             Err(e) => error_response(&e, rl),
         })
@@ -647,11 +655,16 @@ async fn read_json(req: Request<Incoming>) -> Result<Value, ApiError> {
 }
 
 fn json_response(status: u16, body: Option<Value>, rl: Option<crate::ratelimit::Verdict>) -> Resp {
-    let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
-    let mut r = Response::new(Full::new(bytes));
+    text_response(status, body.map(|b| b.to_string()).unwrap_or_default(), rl)
+}
+
+/// A JSON answer (empty text: no body, as for 204) with DigitalOcean's headers.
+fn text_response(status: u16, body: String, rl: Option<crate::ratelimit::Verdict>) -> Resp {
+    let has_body = !body.is_empty();
+    let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let h = r.headers_mut();
-    if status != 204 {
+    if has_body {
         h.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json; charset=utf-8"),
