@@ -391,7 +391,11 @@ async fn users_ssh_keys_and_api_keys() -> Result<()> {
         .talis(Some(&key))
         .args(["-o", "table", "sshkey", "list"])
         .output()?;
-    assert!(String::from_utf8_lossy(&out.stdout).to_string().contains("laptop"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .to_string()
+            .contains("laptop")
+    );
     let out = api
         .talis(Some(&key))
         .args(["sshkey", "add", "-n", "bad", "--public-key", "not a key"])
