@@ -543,3 +543,47 @@ async fn wait_exits_three_and_lists_failures_with_the_provider_message() -> Resu
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn task_terminate_wait_exits_zero_once_the_task_is_stopped() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    // Machines take long to boot, so the task is still running when it is stopped.
+    let slow = "boot_delay_ms = 30000\nboot_jitter_ms = 0\nip_delay_ms = 0\n\
+                rate_limit_per_minute = 4294967295\nrate_limit_per_hour = 4294967295\n";
+    let stack = FullStack::start(
+        dir.path(),
+        StackOptions {
+            fake_config: Some(slow.into()),
+            ..StackOptions::default()
+        },
+    )
+    .await?;
+    let file = dir.path().join("create.json");
+    std::fs::write(
+        &file,
+        json!({"name": "stopped", "instances": [instance(3, json!({}))]}).to_string(),
+    )?;
+    let created = json_out(
+        &waiting(&stack)
+            .args(["project", "create", "-f"])
+            .arg(&file)
+            .output()?,
+    );
+    let id = created["task_id"].to_string();
+    let out = waiting(&stack)
+        .args(["task", "terminate", &id, "--wait"])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status.code(),
+        stderr(&out)
+    );
+    assert_eq!(json_out(&out)["status"], "terminated");
+    // Watching it afterwards (not as a stop) reports that it did not complete.
+    waiting(&stack)
+        .args(["task", "watch", &id])
+        .assert()
+        .code(3);
+    Ok(())
+}

@@ -64,7 +64,7 @@ impl Ctx {
         printed: impl FnOnce() -> Result<()>,
     ) -> Result<ExitCode> {
         match (wait.wait, task_id) {
-            (true, Some(id)) => self.follow(id, project, wait.wait_timeout).await,
+            (true, Some(id)) => self.follow(id, project, wait.wait_timeout, false).await,
             _ => {
                 printed()?;
                 Ok(ExitCode::SUCCESS)
@@ -73,11 +73,13 @@ impl Ctx {
     }
 
     /// Follows a task, prints it and its failures; exit 3 if anything failed.
+    /// `stopping`: the task was asked to terminate, so ending `terminated` is success.
     async fn follow(
         &self,
         task_id: i64,
         project: Option<String>,
         timeout: Option<u64>,
+        stopping: bool,
     ) -> Result<ExitCode> {
         let watching = watch::watch(
             &self.client,
@@ -113,7 +115,16 @@ impl Ctx {
                 }
             }
         }
-        if outcome.success() {
+        // Stopping a task succeeds when it ended, whether terminated or finished first.
+        let ok = if stopping {
+            matches!(
+                outcome.task.status,
+                TaskStatus::Terminated | TaskStatus::Completed
+            )
+        } else {
+            outcome.success()
+        };
+        if ok {
             Ok(ExitCode::SUCCESS)
         } else {
             if !outcome.task.error.is_empty() {
@@ -269,10 +280,15 @@ async fn task(ctx: &Ctx, c: TaskCmd) -> Result<ExitCode> {
         }
         TaskCmd::Terminate { id, wait } => {
             let t = ctx.client.task_terminate(&task_ref(id)).await?;
-            ctx.queued(Some(t.id), None, wait, || output::print(ctx.format, &t))
-                .await
+            if wait.wait {
+                ctx.follow(t.id, None, wait.wait_timeout, true).await
+            } else {
+                ctx.print(&t)
+            }
         }
-        TaskCmd::Watch { id, wait_timeout } => ctx.follow(id as i64, None, wait_timeout).await,
+        TaskCmd::Watch { id, wait_timeout } => {
+            ctx.follow(id as i64, None, wait_timeout, false).await
+        }
         TaskCmd::ListByInstance {
             instance_id,
             action,
@@ -379,7 +395,7 @@ async fn create_instances(
     }
     let mut worst = ExitCode::SUCCESS;
     for id in &created.task_ids {
-        let code = ctx.follow(*id, None, wait.wait_timeout).await?;
+        let code = ctx.follow(*id, None, wait.wait_timeout, false).await?;
         if code != ExitCode::SUCCESS {
             worst = code;
         }
