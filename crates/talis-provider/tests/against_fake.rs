@@ -39,7 +39,8 @@ async fn setup(faults: Vec<Fault>, token: &str) -> (fakecloud::Running, DigitalO
 
 fn client(base: &str, token: &str) -> DigitalOcean {
     let mut c = Config::new(base, token);
-    c.timeout = Duration::from_millis(800);
+    // Generous: a loaded 2-core machine must not turn slow answers into faults.
+    c.timeout = Duration::from_secs(3);
     c.backoff = Duration::from_millis(5);
     c.settle = Duration::from_millis(1_000);
     DigitalOcean::new(c).unwrap()
@@ -200,8 +201,13 @@ async fn retryable_faults_are_absorbed() {
 #[tokio::test]
 async fn stalled_create_times_out_and_ensure_finds_it_after_settling() {
     let mut stall = fault("droplets_create", FaultKind::Stall, 1);
-    stall.stall_ms = Some(1_500); // longer than the client's 800 ms timeout, < timeout + settle
-    let (fake, do_) = setup(vec![stall], "t-stall").await;
+    // Longer than the client timeout (1 s), well before timeout + settle (3 s).
+    stall.stall_ms = Some(2_000);
+    let (fake, mut do_) = setup(vec![stall], "t-stall").await;
+    let mut c = do_.config().clone();
+    c.timeout = Duration::from_secs(1);
+    c.settle = Duration::from_secs(2);
+    do_ = DigitalOcean::new(c).unwrap();
     let m = do_.ensure_machine(&spec("s1", "ps")).await.unwrap();
     assert_eq!(m.instance_id.as_deref(), Some("s1"));
     let again = do_.ensure_machine(&spec("s1", "ps")).await.unwrap();
