@@ -346,6 +346,11 @@ async fn rate_limit_is_honoured_and_shared_per_token() {
     let before = stat(&fake.fake.stats(), "/calls/account_get/429");
     assert!(matches!(a.account().await, Err(Error::RateLimited { .. })));
     assert_eq!(stat(&fake.fake.stats(), "/calls/account_get/429"), before);
+    // ensure_* hands a long wait back too, instead of sleeping through it.
+    let started = std::time::Instant::now();
+    let err = a.ensure_machine(&spec("rl", "prl")).await.unwrap_err();
+    assert!(matches!(err, Error::RateLimited { .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
     // Another token is unaffected.
     client(&fake.base_url(), "t-limit-other")
         .account()

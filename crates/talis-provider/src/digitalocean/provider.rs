@@ -31,6 +31,13 @@ impl DigitalOcean {
             attempt += 1;
             match op().await {
                 Ok(v) => return Ok(v),
+                // A long rate-limit wait is the caller's to sleep (durably), not ours.
+                Err(e)
+                    if e.retry_after()
+                        .is_some_and(|w| w > self.config.max_rate_limit_wait) =>
+                {
+                    return Err(e);
+                }
                 Err(e) if e.is_retryable() && attempt < attempts => {
                     let ambiguous = matches!(e, Error::Timeout | Error::Transport(_))
                         || e.status().is_some_and(|s| s >= 500);
