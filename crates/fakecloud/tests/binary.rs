@@ -290,3 +290,56 @@ async fn connection_faults_drop_or_lose_the_answer() {
     );
     assert_eq!(s["droplets"]["live"], 2, "the lost answer's droplet exists");
 }
+
+#[tokio::test]
+async fn control_routes_replace_config_and_reset() {
+    let (fc, _dir) = launch("boot_delay_ms = 0\n", None).await;
+    let c = http();
+    let cfg: Value = c
+        .get(format!("{}/_fake/config", fc.base_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cfg["boot_delay_ms"], 0);
+    assert_eq!(cfg["rate_limit_per_minute"], 250, "defaults fill in");
+
+    // Faults set at run time apply at once; a bad config is refused and changes nothing.
+    let put = |body: Value| {
+        c.put(format!("{}/_fake/config", fc.base_url))
+            .json(&body)
+            .send()
+    };
+    let r = put(json!({"faults": [{"endpoint": "account_get", "kind": "error_5xx", "status": 502, "count": 1}]})).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = put(json!({"boot_delay_ms": "soon"})).await.unwrap();
+    assert_eq!(r.status(), 422);
+    let account = || {
+        c.get(format!("{}/v2/account", fc.base_url))
+            .bearer_auth(TOKEN)
+            .send()
+    };
+    assert_eq!(account().await.unwrap().status(), 502);
+    assert_eq!(account().await.unwrap().status(), 200, "count = 1: spent");
+
+    let r = create(
+        &fc,
+        json!({"name": "x", "region": "nyc3", "size": "s-1vcpu-1gb", "image": "ubuntu-24-04-x64"}),
+    )
+    .await;
+    assert_eq!(r.status(), 202);
+    let s = fc.stats().await.unwrap();
+    assert_eq!(s["droplets"]["live"], 1);
+    assert_eq!(s["calls"]["account_get"], json!({"502": 1, "200": 1}));
+    let r = c
+        .post(format!("{}/_fake/reset", fc.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let s = fc.stats().await.unwrap();
+    assert_eq!(s["droplets"]["live"], 0);
+    assert_eq!(s["total_calls"], 0);
+}
