@@ -175,21 +175,3 @@ pub struct ErrorBody {
     #[serde(default)]
     pub request_id: Option<String>,
 }
-
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct Meta {
-    #[serde(default)]
-    pub total: Option<u64>,
-}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct Links {
-    #[serde(default)]
-    pub pages: Option<Pages>,
-}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct Pages {
-    #[serde(default)]
-    pub next: Option<String>,
-}
