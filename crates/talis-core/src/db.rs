@@ -127,6 +127,12 @@ pub fn prepare(db: &dyn Sql) -> Result<()> {
     if current_version(db) >= latest {
         return Ok(());
     }
+    // A new local database goes to WAL (persistent in the file): one fsync per commit instead
+    // of the rollback journal's several, and readers never wait for the writer. Runtimes that
+    // manage the storage themselves (libSQL) may refuse it, which is fine.
+    if current_version(db) == 0 {
+        let _ = db.query("PRAGMA journal_mode = WAL", &[]);
+    }
     transaction(db, || {
         query(
             db,

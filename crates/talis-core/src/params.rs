@@ -342,6 +342,32 @@ pub struct InstanceTransition {
     pub error: Option<String>,
 }
 
+/// `instance.transitionBatch`: many `instance.transition`s of one task in one transaction, each
+/// recorded with a step event keyed by task, instance, step and status. A refused transition
+/// (illegal, not of this task) is reported in its result and does not stop the others.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct InstanceTransitionBatch {
+    pub task_id: u64,
+    /// Step name recorded with every transition's event (e.g. "ensure machine").
+    pub step: String,
+    /// `task_id` inside each transition is ignored (the batch's applies).
+    pub transitions: Vec<InstanceTransition>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TransitionResult {
+    pub instance_id: u64,
+    /// Why the transition was refused; null when applied.
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TransitionsApplied {
+    /// One per transition, in order.
+    pub results: Vec<TransitionResult>,
+}
+
 /// `task.event`: appends a step event; a repeated `event_key` (per task) is a no-op.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]

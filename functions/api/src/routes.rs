@@ -234,6 +234,11 @@ fn query_params(query: &str) -> Json {
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let (k, v) = (percent_decode(k), percent_decode(v));
+        // The original Go client sends the status filter under these names.
+        let k = match k.as_str() {
+            "instance_status" | "status_filter" => "status".to_owned(),
+            _ => k,
+        };
         let value = match k.as_str() {
             "limit" | "offset" | "page" | "owner_id" => {
                 v.parse::<u64>().map(Json::from).unwrap_or(Json::String(v))

@@ -75,55 +75,117 @@ impl Service<'_> {
     }
 
     pub(super) fn instance_transition(&self, p: InstanceTransition) -> Result<Instance> {
-        let instance_id = validate::positive_id("instance_id", p.instance_id)?;
         let task_id = validate::positive_id("task_id", p.task_id)?;
+        self.tx(|| {
+            let task = self.task_scoped(None, task_id)?;
+            self.apply_transition(&task, &p)
+        })
+    }
+
+    /// Many transitions of one task in one transaction, each with its step event (keyed, so a
+    /// replay adds nothing). A refused transition is reported and does not stop the others.
+    pub(super) fn instance_transition_batch(
+        &self,
+        p: InstanceTransitionBatch,
+    ) -> Result<TransitionsApplied> {
+        let task_id = validate::positive_id("task_id", p.task_id)?;
+        let step = validate::name("step", &p.step, 200)?;
+        self.tx(|| {
+            let task = self.task_scoped(None, task_id)?;
+            let mut results = Vec::with_capacity(p.transitions.len());
+            for t in &p.transitions {
+                let t = InstanceTransition {
+                    task_id: p.task_id,
+                    ..t.clone()
+                };
+                match self.apply_transition(&task, &t) {
+                    Ok(_) => {
+                        let status = t.status.map(|s| s.as_str()).unwrap_or_default();
+                        let detail = t
+                            .error
+                            .clone()
+                            .or_else(|| t.public_ip.as_ref().map(|ip| format!("ip {ip}")))
+                            .or_else(|| t.provider_ref.as_ref().map(|r| format!("machine {r}")))
+                            .unwrap_or_default();
+                        let key = format!("{task_id}:{}:{step}:{status}", t.instance_id);
+                        self.insert_event(
+                            task_id,
+                            Some(t.instance_id as i64),
+                            &step,
+                            status,
+                            &detail,
+                            &key,
+                        )?;
+                        results.push(TransitionResult {
+                            instance_id: t.instance_id,
+                            error: None,
+                        });
+                    }
+                    Err(e @ (Error::Conflict(_) | Error::NotFound(_) | Error::Invalid { .. })) => {
+                        results.push(TransitionResult {
+                            instance_id: t.instance_id,
+                            error: Some(e.to_string()),
+                        });
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(TransitionsApplied { results })
+        })
+    }
+
+    /// One checked transition inside the caller's transaction.
+    fn apply_transition(
+        &self,
+        task: &crate::model::Task,
+        p: &InstanceTransition,
+    ) -> Result<Instance> {
+        let instance_id = validate::positive_id("instance_id", p.instance_id)?;
+        let task_id = task.id;
         let to = p
             .status
             .ok_or_else(|| Error::invalid("status", "is required"))?;
-        self.tx(|| {
-            let task = self.task_scoped(None, task_id)?;
-            if self
-                .q1(
-                    "SELECT 1 FROM task_instances WHERE task_id = ? AND instance_id = ?",
-                    &[task_id.into(), instance_id.into()],
-                )?
-                .is_none()
-            {
-                return Err(Error::NotFound("instance of this task"));
-            }
-            let current = self.instance_row(instance_id)?;
-            current.status.transition(to)?;
-            // A finished task must not move machines any more (e.g. terminated by its owner);
-            // replays of what it already recorded stay harmless no-ops.
-            // A task terminated by its owner still records the compensation of its instances.
-            let compensating = task.status == TaskStatus::Terminated
-                && matches!(to, InstanceStatus::Terminating | InstanceStatus::Terminated);
-            if task.status.is_terminal() && current.status != to && !compensating {
-                return Err(Error::Conflict(format!(
-                    "task {task_id} is {}",
-                    task.status
-                )));
-            }
-            let volumes = p
-                .volumes
-                .as_ref()
-                .map(|v| serde_json::to_string(v).unwrap_or_else(|_| "[]".into()));
-            self.q(
-                "UPDATE instances SET status = ?, provider_ref = COALESCE(?, provider_ref), \
-                 public_ip = COALESCE(?, public_ip), volume_details = COALESCE(?, volume_details), \
-                 error = COALESCE(?, error), updated_at = ? WHERE id = ?",
-                &[
-                    to.as_str().into(),
-                    p.provider_ref.clone().into(),
-                    p.public_ip.clone().into(),
-                    volumes.into(),
-                    p.error.clone().into(),
-                    now().into(),
-                    instance_id.into(),
-                ],
-            )?;
-            self.instance_row(instance_id)
-        })
+        if self
+            .q1(
+                "SELECT 1 FROM task_instances WHERE task_id = ? AND instance_id = ?",
+                &[task_id.into(), instance_id.into()],
+            )?
+            .is_none()
+        {
+            return Err(Error::NotFound("instance of this task"));
+        }
+        let current = self.instance_row(instance_id)?;
+        current.status.transition(to)?;
+        // A finished task must not move machines any more (e.g. terminated by its owner);
+        // replays of what it already recorded stay harmless no-ops.
+        // A task terminated by its owner still records the compensation of its instances.
+        let compensating = task.status == TaskStatus::Terminated
+            && matches!(to, InstanceStatus::Terminating | InstanceStatus::Terminated);
+        if task.status.is_terminal() && current.status != to && !compensating {
+            return Err(Error::Conflict(format!(
+                "task {task_id} is {}",
+                task.status
+            )));
+        }
+        let volumes = p
+            .volumes
+            .as_ref()
+            .map(|v| serde_json::to_string(v).unwrap_or_else(|_| "[]".into()));
+        self.q(
+            "UPDATE instances SET status = ?, provider_ref = COALESCE(?, provider_ref), \
+             public_ip = COALESCE(?, public_ip), volume_details = COALESCE(?, volume_details), \
+             error = COALESCE(?, error), updated_at = ? WHERE id = ?",
+            &[
+                to.as_str().into(),
+                p.provider_ref.clone().into(),
+                p.public_ip.clone().into(),
+                volumes.into(),
+                p.error.clone().into(),
+                now().into(),
+                instance_id.into(),
+            ],
+        )?;
+        self.instance_row(instance_id)
     }
 
     fn instance_row(&self, id: i64) -> Result<Instance> {
@@ -146,28 +208,52 @@ impl Service<'_> {
             .transpose()?;
         self.tx(|| {
             self.task_scoped(None, task_id)?;
-            if let Some(r) =
-                self.q1("SELECT id FROM task_events WHERE task_id = ? AND event_key = ?", &[task_id.into(), (&key).into()])?
-            {
-                return Ok(EventRecorded { event_id: r.int(0), duplicate: true });
-            }
-            let ts = now();
-            let event_id = self
-                .q1(
-                    "INSERT INTO task_events (task_id, instance_id, step, status, detail, event_key, created_at) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                    &[task_id.into(), instance_id.into(), (&step).into(), (&status).into(), (&p.detail).into(), key.into(), (&ts).into()],
-                )?
-                .map(|r| r.int(0))
-                .ok_or_else(|| Error::Db("event insert returned no row".into()))?;
-            // The original's human-readable `logs` column, one line per step.
-            let who = instance_id.map(|i| format!(" instance {i}")).unwrap_or_default();
-            let line = format!("{ts} {step}{who}: {status} {}", p.detail).trim_end().to_owned();
-            self.q(
-                "UPDATE tasks SET logs = logs || CASE WHEN logs = '' THEN '' ELSE char(10) END || ?, updated_at = ? WHERE id = ?",
-                &[Value::Text(line), ts.into(), task_id.into()],
-            )?;
-            Ok(EventRecorded { event_id, duplicate: false })
+            self.insert_event(task_id, instance_id, &step, &status, &p.detail, &key)
+        })
+    }
+
+    /// Appends a step event unless its key was recorded before (inside the caller's transaction).
+    fn insert_event(
+        &self,
+        task_id: i64,
+        instance_id: Option<i64>,
+        step: &str,
+        status: &str,
+        detail: &str,
+        key: &str,
+    ) -> Result<EventRecorded> {
+        if let Some(r) = self.q1(
+            "SELECT id FROM task_events WHERE task_id = ? AND event_key = ?",
+            &[task_id.into(), key.into()],
+        )? {
+            return Ok(EventRecorded {
+                event_id: r.int(0),
+                duplicate: true,
+            });
+        }
+        let ts = now();
+        let event_id = self
+            .q1(
+                "INSERT INTO task_events (task_id, instance_id, step, status, detail, event_key, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                &[task_id.into(), instance_id.into(), step.into(), status.into(), detail.into(), key.into(), (&ts).into()],
+            )?
+            .map(|r| r.int(0))
+            .ok_or_else(|| Error::Db("event insert returned no row".into()))?;
+        // The original's human-readable `logs` column, one line per step.
+        let who = instance_id
+            .map(|i| format!(" instance {i}"))
+            .unwrap_or_default();
+        let line = format!("{ts} {step}{who}: {status} {detail}")
+            .trim_end()
+            .to_owned();
+        self.q(
+            "UPDATE tasks SET logs = logs || CASE WHEN logs = '' THEN '' ELSE char(10) END || ?, updated_at = ? WHERE id = ?",
+            &[Value::Text(line), ts.into(), task_id.into()],
+        )?;
+        Ok(EventRecorded {
+            event_id,
+            duplicate: false,
         })
     }
 

@@ -67,6 +67,7 @@ pub const METHODS: &[(&str, bool)] = &[
 pub const INTERNAL_METHODS: &[&str] = &[
     "task.claim",
     "instance.transition",
+    "instance.transitionBatch",
     "task.event",
     "task.finish",
 ];
@@ -165,6 +166,7 @@ impl<'a> Service<'a> {
         match method {
             "task.claim" => to_json(self.task_claim(decode(params)?)?),
             "instance.transition" => to_json(self.instance_transition(decode(params)?)?),
+            "instance.transitionBatch" => to_json(self.instance_transition_batch(decode(params)?)?),
             "task.event" => to_json(self.task_event(decode(params)?)?),
             "task.finish" => to_json(self.task_finish(decode(params)?)?),
             _ => Err(Error::UnknownMethod(method.into())),
