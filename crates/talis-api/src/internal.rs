@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | `task.claim` | [`TaskClaim`] | [`ClaimedTask`] (`claimed: false` when the task already finished) |
 //! | `instance.transition` | [`InstanceTransition`] | [`Instance`](crate::Instance) (illegal → 409) |
+//! | `instance.transitionBatch` | [`InstanceTransitionBatch`] | [`TransitionsApplied`] (refusals per item) |
 //! | `task.event` | [`TaskEventRecord`] | [`EventRecorded`] |
 //! | `task.finish` | [`TaskFinish`] | [`Task`](crate::Task) |
 //!
@@ -14,8 +15,8 @@
 
 pub use talis_core::auth::{phone_home_token, phone_home_url};
 pub use talis_core::params::{
-    ClaimedInstance, ClaimedTask, EventRecorded, InstanceTransition, TaskClaim, TaskEventRecord,
-    TaskFinish,
+    ClaimedInstance, ClaimedTask, EventRecorded, InstanceTransition, InstanceTransitionBatch,
+    TaskClaim, TaskEventRecord, TaskFinish, TransitionResult, TransitionsApplied,
 };
 pub use talis_core::service::INTERNAL_METHODS as METHODS;
 

@@ -5,8 +5,8 @@ use schemars::generate::{SchemaGenerator, SchemaSettings};
 use serde_json::{Map, Value, json};
 
 use crate::internal::{
-    ClaimedTask, EventRecorded, InstanceTransition, PhoneHomeBody, TaskClaim, TaskEventRecord,
-    TaskFinish,
+    ClaimedTask, EventRecorded, InstanceTransition, InstanceTransitionBatch, PhoneHomeBody,
+    TaskClaim, TaskEventRecord, TaskFinish, TransitionsApplied,
 };
 use crate::*;
 
@@ -60,6 +60,7 @@ pub const PUBLIC: &[MethodDoc] = docs! {
 pub const INTERNAL: &[MethodDoc] = docs! {
     "task.claim" => TaskClaim, ClaimedTask, "pending → running for this invocation; the task, project and full instance specs.";
     "instance.transition" => InstanceTransition, Instance, "Apply a legal instance transition (same status: no-op; illegal: 409).";
+    "instance.transitionBatch" => InstanceTransitionBatch, TransitionsApplied, "Many transitions of one task in one transaction, each with its step event; refused ones reported per item.";
     "task.event" => TaskEventRecord, EventRecorded, "Append a step event (a repeated event_key is a no-op).";
     "task.finish" => TaskFinish, Task, "Terminal task transition with a result summary.";
 };
