@@ -16,8 +16,8 @@ use crate::App;
 use crate::plan::{Action, Batch, Inst, Plan, Vol};
 use crate::rpc::RpcError;
 
-/// Concurrent calls one step makes (provider calls are additionally paced by the provider
-/// client's per-token rate limiter).
+/// Concurrent provider calls one step makes (additionally paced by the provider client's
+/// per-token rate limiter).
 const FAN_OUT: usize = 16;
 
 pub(crate) fn rpc_err(e: RpcError) -> HandlerError {
@@ -174,67 +174,46 @@ pub(crate) struct Transition {
     pub error: Option<String>,
 }
 
-/// Records transitions (concurrently; each is idempotent). An illegal transition (409) means
-/// the instance moved on without us (e.g. terminated by the owner): reported, not retried.
+/// Records transitions and their step events in one `instance.transitionBatch` call (one
+/// transaction; replays are no-ops). Returns the refused ones ("<instance>: <why>"), e.g. an
+/// instance that moved on without us (terminated by its owner): reported, not retried.
 pub(crate) async fn record(
     app: Arc<App>,
     task_id: String,
     step: String,
     ts: Vec<Transition>,
 ) -> HandlerResult<Json<Vec<String>>> {
-    let results: Vec<Result<Option<String>, RpcError>> = stream::iter(ts)
+    let transitions = ts
+        .iter()
         .map(|t| {
-            let app = app.clone();
-            let task_id = task_id.clone();
-            let step = step.clone();
-            async move {
-                let mut params = serde_json::to_value(&t).expect("transition serialises");
-                params["task_id"] = json!(wire_id("task_id", &task_id).unwrap_or_default());
-                params["instance_id"] = json!(wire_id("instance_id", &t.instance_id).unwrap_or_default());
-                match app
-                    .rpc
-                    .call::<_, Value>("instance.transition", &params)
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(e) if !e.is_retryable() => {
-                        return Ok(Some(format!("{}: {e}", t.instance_id)));
-                    }
-                    Err(e) => return Err(e),
-                }
-                // Step history for task.get; the event key makes a replay a no-op.
-                let detail = t
-                    .error
-                    .clone()
-                    .or_else(|| t.public_ip.clone().map(|ip| format!("ip {ip}")))
-                    .or_else(|| t.provider_ref.clone().map(|r| format!("machine {r}")))
-                    .unwrap_or_default();
-                app.rpc
-                    .call::<_, Value>(
-                        "task.event",
-                        &json!({
-                            "task_id": wire_id("task_id", &task_id).unwrap_or_default(),
-                            "instance_id": wire_id("instance_id", &t.instance_id).unwrap_or_default(),
-                            "step": step,
-                            "status": t.status,
-                            "detail": detail,
-                            "event_key": format!("{task_id}:{}:{step}:{}", t.instance_id, t.status),
-                        }),
-                    )
-                    .await
-                    .map(|_| None)
-                    .or_else(|e| if e.is_retryable() { Err(e) } else { Ok(None) })
-            }
+            let mut v = serde_json::to_value(t).expect("transition serialises");
+            v["instance_id"] = json!(wire_id("instance_id", &t.instance_id)?);
+            Ok(v)
         })
-        .buffer_unordered(FAN_OUT)
-        .collect()
-        .await;
-    let mut refused = Vec::new();
-    for r in results {
-        if let Some(msg) = r.map_err(rpc_err)? {
-            refused.push(msg);
-        }
-    }
+        .collect::<Result<Vec<Value>, TerminalError>>()?;
+    let applied: Value = app
+        .rpc
+        .call(
+            "instance.transitionBatch",
+            &json!({
+                "task_id": wire_id("task_id", &task_id)?,
+                "step": step,
+                "transitions": transitions,
+            }),
+        )
+        .await
+        .map_err(rpc_err)?;
+    let refused = applied["results"]
+        .as_array()
+        .map(|rs| {
+            rs.iter()
+                .filter_map(|r| {
+                    let why = r["error"].as_str()?;
+                    Some(format!("{}: {why}", r["instance_id"]))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(Json(refused))
 }
 
@@ -269,30 +248,50 @@ pub(crate) struct Ensured {
     pub error: Option<String>,
 }
 
-/// Ensures the machines of several batches (one create call per batch, by-tag idempotent) and
-/// their volumes. A terminal provider error fails the members of its batch with the provider's
-/// message; a retryable one fails the step so Restate retries it (already-made machines are
-/// found again by tag, never duplicated).
+/// What one ensure step gave: the instances it settled, and the batches the provider's rate
+/// limit deferred (positions in the step's batch list) with how long to wait — the workflow
+/// waits that out with a durable sleep instead of burning retries.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Wave {
+    pub ensured: Vec<Ensured>,
+    pub deferred: Vec<usize>,
+    pub retry_after_ms: u64,
+}
+
+/// Ensures the machines of several batches (one by-tag look-up per batch; creation idempotent
+/// by instance tag) and their volumes. A terminal provider error fails the members of its batch
+/// with the provider's message; a rate limit defers the batch; another retryable error fails
+/// the step so Restate retries it (machines already made are found again by tag, never
+/// duplicated).
 pub(crate) async fn ensure_batches(
     app: Arc<App>,
     plan: Arc<Plan>,
     batches: Vec<Batch>,
-) -> HandlerResult<Json<Vec<Ensured>>> {
-    let results: Vec<Result<Vec<Ensured>, talis_provider::Error>> = stream::iter(batches)
-        .map(|b| {
-            let app = app.clone();
-            let plan = plan.clone();
-            async move { ensure_batch(&app, &plan, b).await }
-        })
-        .buffer_unordered(FAN_OUT)
-        .collect()
-        .await;
-    let mut out = Vec::new();
-    for r in results {
-        out.extend(r.map_err(HandlerError::from)?);
+) -> HandlerResult<Json<Wave>> {
+    let results: Vec<(usize, Result<Vec<Ensured>, talis_provider::Error>)> =
+        stream::iter(batches.into_iter().enumerate())
+            .map(|(pos, b)| {
+                let app = app.clone();
+                let plan = plan.clone();
+                async move { (pos, ensure_batch(&app, &plan, b).await) }
+            })
+            .buffer_unordered(FAN_OUT)
+            .collect()
+            .await;
+    let mut wave = Wave::default();
+    for (pos, r) in results {
+        match r {
+            Ok(v) => wave.ensured.extend(v),
+            Err(talis_provider::Error::RateLimited { retry_after }) => {
+                wave.deferred.push(pos);
+                wave.retry_after_ms = wave.retry_after_ms.max(retry_after.as_millis() as u64);
+            }
+            Err(e) => return Err(HandlerError::from(e)),
+        }
     }
-    out.sort_by_key(|e| e.index);
-    Ok(Json(out))
+    wave.ensured.sort_by_key(|e| e.index);
+    wave.deferred.sort_unstable();
+    Ok(Json(wave))
 }
 
 async fn ensure_batch(

@@ -15,12 +15,12 @@ use serde_json::Value;
 
 use crate::App;
 use crate::plan::{self, Action, InstanceOutcome, Plan, Summary};
-use crate::steps::{self, Ensured, Seen, Transition};
+use crate::steps::{self, Ensured, Seen, Transition, Wave};
 
 /// Batches ensured per journaled step (10 batches of 10 = 100 machines).
 const BATCHES_PER_STEP: usize = 10;
-/// Transitions recorded per journaled step.
-const RECORDS_PER_STEP: usize = 200;
+/// Transitions recorded per journaled step (one internal call, one transaction).
+const RECORDS_PER_STEP: usize = 500;
 /// Phone-homes arriving within this window are recorded in one step.
 const PHONE_HOME_WINDOW: Duration = Duration::from_millis(30);
 /// First pause between project polls; doubles up to `Config::poll_max`.
@@ -178,7 +178,28 @@ struct Runner<'a, 'ctx> {
 }
 
 impl<'a, 'ctx> Runner<'a, 'ctx> {
+    /// Runs the task; a terminal failure of any step still finishes the task as failed (with
+    /// the step's message), so no task is left `running` behind a dead workflow.
     async fn start(ctx: &'a WorkflowContext<'ctx>, app: Arc<App>) -> HandlerResult<Json<Value>> {
+        match Self::execute(ctx, app.clone()).await {
+            Ok(v) => Ok(Json(v)),
+            Err(e) => {
+                let task_id = ctx.key().to_string();
+                let error = Some(format!("workflow step failed: {}", e.message()));
+                let _ = ctx
+                    .run(|| steps::finish(app, task_id, "failed".into(), Value::Null, error))
+                    .name("finish failed")
+                    .retry_policy(rpc_policy())
+                    .await;
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn execute(
+        ctx: &'a WorkflowContext<'ctx>,
+        app: Arc<App>,
+    ) -> Result<Value, TerminalError> {
         let task_id = ctx.key().to_string();
         let invocation_id = ctx.invocation_id().to_string();
         let a = app.clone();
@@ -205,16 +226,14 @@ impl<'a, 'ctx> Runner<'a, 'ctx> {
             stopped: false,
         };
         if !r.plan.claimed {
-            return Ok(Json(
-                serde_json::json!({"skipped": "task already finished"}),
-            ));
+            return Ok(serde_json::json!({"skipped": "task already finished"}));
         }
         let summary = match r.plan.action {
             Action::CreateInstances => r.create().await?,
             Action::TerminateInstances => r.terminate(None).await?,
             Action::DeleteProject => r.delete_project().await?,
         };
-        Ok(Json(serde_json::to_value(summary).unwrap_or_default()))
+        Ok(serde_json::to_value(summary).unwrap_or_default())
     }
 
     fn progress(&self, phase: &str) {
@@ -228,12 +247,16 @@ impl<'a, 'ctx> Runner<'a, 'ctx> {
         );
     }
 
-    async fn cancel_requested(&self) -> HandlerResult<bool> {
+    async fn cancel_requested(&self) -> Result<bool, TerminalError> {
         Ok(self.ctx.peek_promise::<String>(CANCEL).await?.is_some())
     }
 
     /// Records transitions in steps of `RECORDS_PER_STEP`, and mirrors them into `st`.
-    async fn record(&mut self, step: &str, ts: Vec<(usize, Transition)>) -> HandlerResult<()> {
+    async fn record(
+        &mut self,
+        step: &str,
+        ts: Vec<(usize, Transition)>,
+    ) -> Result<(), TerminalError> {
         for (n, chunk) in ts.chunks(RECORDS_PER_STEP).enumerate() {
             let app = self.app.clone();
             let task_id = self.plan.task_id.clone();
@@ -277,7 +300,7 @@ impl<'a, 'ctx> Runner<'a, 'ctx> {
         }
     }
 
-    async fn create(&mut self) -> HandlerResult<Summary> {
+    async fn create(&mut self) -> Result<Summary, TerminalError> {
         self.progress("creating machines");
         let todo: Vec<usize> = (0..self.st.len())
             .filter(|&i| self.plan.instances[i].needs_machine())
@@ -287,45 +310,60 @@ impl<'a, 'ctx> Runner<'a, 'ctx> {
             if self.cancel_requested().await? {
                 return self.terminate(Some("cancelled")).await;
             }
-            let app = self.app.clone();
-            let p = self.plan.clone();
-            let wave = wave.to_vec();
-            let members: Vec<usize> = wave.iter().flat_map(|b| b.members.clone()).collect();
-            let ensured: Vec<Ensured> = match self
-                .ctx
-                .run(|| steps::ensure_batches(app, p, wave))
-                .name(format!("ensure machines #{w}"))
-                .retry_policy(provider_policy())
-                .await
-            {
-                Ok(v) => v.into_inner(),
-                Err(e) => members
-                    .iter()
-                    .map(|&index| Ensured {
-                        index,
-                        provider_ref: None,
-                        volumes: vec![],
-                        error: Some(e.message().to_string()),
+            let mut todo = wave.to_vec();
+            for attempt in 0.. {
+                let app = self.app.clone();
+                let p = self.plan.clone();
+                let batches = todo.clone();
+                let members: Vec<usize> = todo.iter().flat_map(|b| b.members.clone()).collect();
+                let wave: Wave = match self
+                    .ctx
+                    .run(|| steps::ensure_batches(app, p, batches))
+                    .name(format!("ensure machines #{w}.{attempt}"))
+                    .retry_policy(provider_policy())
+                    .await
+                {
+                    Ok(v) => v.into_inner(),
+                    Err(e) => Wave {
+                        ensured: members
+                            .iter()
+                            .map(|&index| Ensured {
+                                index,
+                                provider_ref: None,
+                                volumes: vec![],
+                                error: Some(e.message().to_string()),
+                            })
+                            .collect(),
+                        ..Wave::default()
+                    },
+                };
+                let ts = wave
+                    .ensured
+                    .into_iter()
+                    .map(|e| {
+                        let mut t = self.transition(e.index, "created");
+                        t.provider_ref = e.provider_ref;
+                        if !e.volumes.is_empty() {
+                            t.volumes = Some(e.volumes);
+                        }
+                        if let Some(err) = e.error {
+                            // A machine that exists is still recorded, so compensation finds it.
+                            t.status = "failed".into();
+                            t.error = Some(err);
+                        }
+                        (e.index, t)
                     })
-                    .collect(),
-            };
-            let ts = ensured
-                .into_iter()
-                .map(|e| {
-                    let mut t = self.transition(e.index, "created");
-                    t.provider_ref = e.provider_ref;
-                    if !e.volumes.is_empty() {
-                        t.volumes = Some(e.volumes);
-                    }
-                    if let Some(err) = e.error {
-                        // A machine that exists is still recorded, so compensation finds it.
-                        t.status = "failed".into();
-                        t.error = Some(err);
-                    }
-                    (e.index, t)
-                })
-                .collect();
-            self.record("ensure machine", ts).await?;
+                    .collect();
+                self.record("ensure machine", ts).await?;
+                if wave.deferred.is_empty() {
+                    break;
+                }
+                // The provider's rate limit: wait it out durably, then ensure what is left.
+                todo = wave.deferred.iter().map(|&i| todo[i].clone()).collect();
+                self.ctx
+                    .sleep(Duration::from_millis(wave.retry_after_ms.max(200)))
+                    .await?;
+            }
         }
         if self.cancel_requested().await? {
             return self.terminate(Some("cancelled")).await;
@@ -341,7 +379,7 @@ impl<'a, 'ctx> Runner<'a, 'ctx> {
 
     /// Waits for every created machine: phone-home promises (recorded in small windows),
     /// project-wide polls with durable sleeps in between, an overall deadline and cancel.
-    async fn wait(&mut self) -> HandlerResult<Wait> {
+    async fn wait(&mut self) -> Result<Wait, TerminalError> {
         let waiting: Vec<usize> = (0..self.st.len())
             .filter(|&i| {
                 matches!(self.st[i].status.as_str(), "created" | "provisioning")
@@ -517,7 +555,7 @@ impl<'a, 'ctx> Runner<'a, 'ctx> {
     }
 
     /// Failed instances destroy whatever they created (machines, volumes), found by tag.
-    async fn compensate_failed(&mut self) -> HandlerResult<()> {
+    async fn compensate_failed(&mut self) -> Result<(), TerminalError> {
         let ids: Vec<String> = (0..self.st.len())
             .filter(|&i| self.st[i].status == "failed")
             .map(|i| self.plan.instances[i].id.clone())
@@ -536,7 +574,7 @@ impl<'a, 'ctx> Runner<'a, 'ctx> {
 
     /// Terminates every instance of the plan still alive: `terminating`, destroy by tag,
     /// `terminated`. Used for terminate tasks and for a cancelled create (`why` = "cancelled").
-    async fn terminate(&mut self, why: Option<&str>) -> HandlerResult<Summary> {
+    async fn terminate(&mut self, why: Option<&str>) -> Result<Summary, TerminalError> {
         self.progress("terminating");
         let live: Vec<usize> = (0..self.st.len())
             .filter(|&i| self.st[i].status != "terminated")
@@ -573,7 +611,7 @@ impl<'a, 'ctx> Runner<'a, 'ctx> {
     }
 
     /// Destroys every resource tagged for the project and waits until the provider lists none.
-    async fn delete_project(&mut self) -> HandlerResult<Summary> {
+    async fn delete_project(&mut self) -> Result<Summary, TerminalError> {
         self.progress("deleting project");
         let live: Vec<usize> = (0..self.st.len())
             .filter(|&i| self.st[i].status != "terminated")
@@ -639,7 +677,7 @@ impl<'a, 'ctx> Runner<'a, 'ctx> {
     }
 
     /// Completed when every instance reached `want`, failed otherwise.
-    async fn finish(&mut self, want: &str) -> HandlerResult<Summary> {
+    async fn finish(&mut self, want: &str) -> Result<Summary, TerminalError> {
         let summary = self.summary();
         let status = summary.task_status(want);
         let error = summary.error(want);
@@ -651,7 +689,7 @@ impl<'a, 'ctx> Runner<'a, 'ctx> {
         _want: &str,
         status: &str,
         error: Option<String>,
-    ) -> HandlerResult<Summary> {
+    ) -> Result<Summary, TerminalError> {
         let summary = self.summary();
         let app = self.app.clone();
         let task_id = self.plan.task_id.clone();
