@@ -126,8 +126,10 @@ pub fn engine(max_instances: u32) -> Result<Engine> {
         .total_tables(max_instances * 16)
         .total_stacks(max_instances)
         .max_memory_size(256 << 20)
-        // Keep a little of each freed slot mapped: the next request reuses it without faults.
-        .linear_memory_keep_resident(1 << 20)
+        // Reset a freed slot by memset instead of madvise + page faults on the next request:
+        // a small Rust component's whole memory (1 MiB stack + data + heap) fits in 4 MiB.
+        // Measured on /hello: p50 ≈ 115 µs with 0, ≈ 78 µs with 1 MiB, ≈ 61 µs with 4 MiB.
+        .linear_memory_keep_resident(4 << 20)
         .table_keep_resident(1 << 16);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config).map_err(|e| anyhow::anyhow!("creating the wasmtime engine: {e}"))
@@ -230,9 +232,20 @@ impl App {
             let started = Instant::now();
             let component = compile(&engine, &c.source, &cache_dir)
                 .with_context(|| format!("component {id:?}"))?;
-            let pre = linker
-                .instantiate_pre(&component)
-                .map_err(|e| anyhow::anyhow!("component {id:?} cannot be linked: {e}"))?;
+            let pre = match linker.instantiate_pre(&component) {
+                Ok(pre) => pre,
+                Err(first) => {
+                    // Spin serves interfaces this host does not (Redis, Postgres, MySQL, MQTT,
+                    // LLM). Let such a component start; calling them traps (→ 500).
+                    tracing::warn!(
+                        "component {id}: {first}; imports this host does not serve will trap when called"
+                    );
+                    linker
+                        .define_unknown_imports_as_traps(&component)
+                        .and_then(|()| linker.instantiate_pre(&component))
+                        .map_err(|e| anyhow::anyhow!("component {id:?} cannot be linked: {e}"))?
+                }
+            };
             let pre = ProxyPre::new(pre).map_err(|e| {
                 anyhow::anyhow!(
                     "component {id:?} does not export wasi:http/incoming-handler@0.2: {e}"

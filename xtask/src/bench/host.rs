@@ -99,7 +99,12 @@ fn parse_wrk(out: &str) -> Result<Stats> {
     }
 }
 
-pub(super) fn wrk(url: &str, connections: u32, threads: u32, script: Option<&Path>) -> Result<Stats> {
+pub(super) fn wrk(
+    url: &str,
+    connections: u32,
+    threads: u32,
+    script: Option<&Path>,
+) -> Result<Stats> {
     let mut c = Command::new("wrk");
     c.args([
         "--latency",
@@ -169,6 +174,22 @@ fn start_native() -> Result<(SocketAddr, tokio::runtime::Runtime)> {
 }
 
 pub fn run() -> Result<()> {
+    // The native baseline runs inside this process, so it must be optimised like the host:
+    // a debug xtask (`cargo xtask` builds one) re-runs the bench from a release build.
+    if cfg!(debug_assertions) {
+        let mut c = cargo();
+        c.args([
+            "run",
+            "--quiet",
+            "--release",
+            "-p",
+            "xtask",
+            "--",
+            "bench",
+            "host",
+        ]);
+        return crate::build::run(c);
+    }
     ensure_wrk()?;
     crate::build::components()?;
     let mut c = cargo();
@@ -204,7 +225,9 @@ pub fn run() -> Result<()> {
     let (native_addr, native_rt) = start_native()?;
     let native_url = format!("http://{native_addr}");
 
-    println!("\ntalis-host (release) vs native hyper, wrk {DURATION} per run on loopback");
+    println!(
+        "\ntalis-host (release) vs native hyper (release), wrk {DURATION} per run on loopback"
+    );
     println!("host start-up (compile or cache + pre-instantiate): {host_start:?}\n");
     println!(
         "{:<8} {:>5} | {:>10} {:>8} {:>8} | {:>10} {:>8} {:>8} | {:>7} {:>7}",
