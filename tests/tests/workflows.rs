@@ -74,6 +74,12 @@ async fn hundred_instances_reach_ready_then_delete_leaves_nothing() -> Result<()
     assert_eq!(creates, 100, "create calls: {}", stats["calls"]);
     let calls = stats["total_calls"].as_u64().unwrap_or(0);
     assert!(calls <= 150, "{calls} provider calls: {}", stats["calls"]);
+    // The task names the Restate invocation that ran it (to find it in the Restate UI).
+    assert!(
+        t["invocation_id"].as_str().unwrap_or("").starts_with("inv_"),
+        "{}",
+        t["invocation_id"]
+    );
     // Every instance has its step history.
     assert!(
         t["logs"].as_str().unwrap_or("").lines().count() >= 100,

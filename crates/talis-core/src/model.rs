@@ -155,12 +155,15 @@ pub struct Task {
     /// When the workflow trigger was accepted; null until then.
     pub dispatched_at: Option<String>,
     pub finished_at: Option<String>,
+    /// The Restate invocation executing this task (set when the workflow claims it): open the
+    /// Restate UI (admin port, `/ui/`) → Invocations to see its journal, retries and timers.
+    pub invocation_id: Option<String>,
 }
 
 impl Task {
     pub const COLUMNS: &str = "t.id, t.owner_id, t.project_id, t.action, t.status, t.priority, t.attempts, \
          (SELECT COUNT(*) FROM task_instances ti WHERE ti.task_id = t.id), t.logs, t.error, t.result, \
-         t.created_at, t.updated_at, t.dispatched_at, t.finished_at";
+         t.created_at, t.updated_at, t.dispatched_at, t.finished_at, t.invocation_id";
     pub fn from_row(r: &Row) -> Self {
         Self {
             id: r.int(0),
@@ -178,6 +181,7 @@ impl Task {
             updated_at: r.text(12),
             dispatched_at: r.opt_text(13),
             finished_at: r.opt_text(14),
+            invocation_id: r.opt_text(15),
         }
     }
 }
