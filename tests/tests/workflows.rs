@@ -76,7 +76,10 @@ async fn hundred_instances_reach_ready_then_delete_leaves_nothing() -> Result<()
     assert!(calls <= 150, "{calls} provider calls: {}", stats["calls"]);
     // The task names the Restate invocation that ran it (to find it in the Restate UI).
     assert!(
-        t["invocation_id"].as_str().unwrap_or("").starts_with("inv_"),
+        t["invocation_id"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("inv_"),
         "{}",
         t["invocation_id"]
     );
