@@ -232,20 +232,9 @@ impl App {
             let started = Instant::now();
             let component = compile(&engine, &c.source, &cache_dir)
                 .with_context(|| format!("component {id:?}"))?;
-            let pre = match linker.instantiate_pre(&component) {
-                Ok(pre) => pre,
-                Err(first) => {
-                    // Spin serves interfaces this host does not (Redis, Postgres, MySQL, MQTT,
-                    // LLM). Let such a component start; calling them traps (→ 500).
-                    tracing::warn!(
-                        "component {id}: {first}; imports this host does not serve will trap when called"
-                    );
-                    linker
-                        .define_unknown_imports_as_traps(&component)
-                        .and_then(|()| linker.instantiate_pre(&component))
-                        .map_err(|e| anyhow::anyhow!("component {id:?} cannot be linked: {e}"))?
-                }
-            };
+            let pre = linker
+                .instantiate_pre(&component)
+                .map_err(|e| anyhow::anyhow!("component {id:?} cannot be linked: {e}"))?;
             let pre = ProxyPre::new(pre).map_err(|e| {
                 anyhow::anyhow!(
                     "component {id:?} does not export wasi:http/incoming-handler@0.2: {e}"
