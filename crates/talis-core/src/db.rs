@@ -107,13 +107,49 @@ pub fn scalar(db: &dyn Sql, sql: &str, params: &[Value]) -> Result<i64> {
 /// Runs `f` inside `BEGIN IMMEDIATE … COMMIT`: every write of one call commits together or not
 /// at all. IMMEDIATE takes the write lock up front, so reads made for validation stay true.
 pub fn transaction<T>(db: &dyn Sql, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    query(db, "BEGIN IMMEDIATE", &[])?;
+    begin_immediate(db)?;
     let out = f().and_then(|v| query(db, "COMMIT", &[]).map(|_| v));
     if out.is_err() {
         // Nothing to do if it fails: the transaction is then already gone.
         let _ = db.query("ROLLBACK", &[]);
     }
     out
+}
+
+/// Longest wait for the write lock before a call fails.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Takes the write lock, polling briefly while another connection holds it. SQLite's own busy
+/// handler backs off to 100 ms sleeps, so under concurrent writers a waiter keeps losing to
+/// transactions of ~1 ms and tails reach seconds; short jittered retries keep waits near the
+/// holder's transaction time. The connection's busy timeout is restored for the statements
+/// inside (a checkpoint on COMMIT may still wait for readers).
+fn begin_immediate(db: &dyn Sql) -> Result<()> {
+    let started = std::time::Instant::now();
+    let mut pause_us: u64 = 50;
+    // Best effort: a runtime that manages its own storage (libSQL) may refuse these pragmas.
+    let _ = db.query("PRAGMA busy_timeout = 0", &[]);
+    let begun = loop {
+        match db.query("BEGIN IMMEDIATE", &[]) {
+            Ok(_) => break Ok(()),
+            Err(e) if is_busy(&e) && started.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(std::time::Duration::from_micros(
+                    pause_us + rand::random_range(0..pause_us),
+                ));
+                pause_us = (pause_us * 2).min(1_000);
+            }
+            Err(e) => break Err(Error::Db(e)),
+        }
+    };
+    let _ = db.query(
+        &format!("PRAGMA busy_timeout = {}", LOCK_WAIT.as_millis()),
+        &[],
+    );
+    begun
+}
+
+fn is_busy(message: &str) -> bool {
+    message.contains("database is locked") || message.contains("busy")
 }
 
 /// The numbered migrations in `sql/`, oldest first.

@@ -1,8 +1,8 @@
 //! `cargo xtask bench api`: the API component on a release `talis-host` against the same core
 //! logic served natively (hyper + rusqlite, same JSON in and out, same SQLite file settings), both
-//! over loopback HTTP with keep-alive. Measures `project.create` with 100 instances (p50/p99 and
-//! creates/s), the cheap read `task.get`, and one 10 000-instance `project.create`; prints the
-//! Wasm/native ratios.
+//! over loopback HTTP and loaded by `wrk` like `bench host`. Measures `project.create` with 100
+//! instances (p50/p99, creates/s), the cheap read `task.get`, and a 10 000-instance
+//! `project.create`; prints the Wasm/native ratios.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -19,18 +19,15 @@ use serde_json::{Value, json};
 use talis_api::RpcResponse;
 use talis_core::{Config, Error, Service};
 
+use super::host::{Stats, ensure_wrk, wrk};
 use crate::build::cargo;
 
 const ADMIN_KEY: &str = "bench-admin-key";
-/// Sequential 100-instance creates measured (after warm-up).
-const CREATES: usize = 300;
-/// Sequential task.get calls measured.
-const READS: usize = 3000;
-/// Concurrent clients of the throughput run (the machine has 2 cores).
-const CLIENTS: usize = 2;
+/// Connections of the throughput run (the machine has 2 cores).
+const CLIENTS: u32 = 2;
 const BIG_RUNS: usize = 3;
 
-/// Latencies of one kind of call, in milliseconds.
+/// Latencies of the big creates, in milliseconds.
 struct Lat(Vec<f64>);
 
 impl Lat {
@@ -39,16 +36,14 @@ impl Lat {
         v.sort_by(f64::total_cmp);
         v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1]
     }
-    fn mean(&self) -> f64 {
-        self.0.iter().sum::<f64>() / self.0.len() as f64
-    }
 }
 
 struct Measured {
-    create: Lat,
-    /// Creates per second with `CLIENTS` concurrent clients.
-    creates_per_s: f64,
-    read: Lat,
+    /// `project.create` with 100 instances on one connection (latency).
+    create: Stats,
+    /// The same on `CLIENTS` connections (throughput).
+    create_par: Stats,
+    read: Stats,
     big: Lat,
 }
 
@@ -85,18 +80,49 @@ impl Client {
     }
 
     async fn create(&self, name: &str, n: u64) -> Result<(i64, f64)> {
-        let (d, ms) = self
-            .call(
-                &self.key,
-                "project.create",
-                &json!({ "name": name, "instances": instances(n) }),
-            )
-            .await?;
+        let params = json!({ "name": name, "instances": instances(n) });
+        let (d, ms) = self.call(&self.key, "project.create", &params).await?;
         Ok((d["task_id"].as_i64().context("task_id")?, ms))
     }
 }
 
-async fn measure(base: &str, tag: &str) -> Result<Measured> {
+/// A wrk script posting `project.create` with 100 instances under unique project names
+/// (`<run>-<wrk thread>-<counter>`), so every request really creates.
+fn create_script(dir: &Path, key: &str, run: &str) -> Result<PathBuf> {
+    let path = dir.join(format!("create-{run}.lua"));
+    let tail = format!(",\"instances\":{}}}", instances(100));
+    let lua = [
+        "wrk.method = \"POST\"".to_owned(),
+        "wrk.headers[\"Content-Type\"] = \"application/json\"".to_owned(),
+        format!("wrk.headers[\"Authorization\"] = \"Bearer {key}\""),
+        "local threads = 0".to_owned(),
+        "function setup(thread) threads = threads + 1; thread:set(\"tid\", threads) end".to_owned(),
+        "counter = 0".to_owned(),
+        format!("local tail = [[{tail}]]"),
+        "function request()".to_owned(),
+        "  counter = counter + 1".to_owned(),
+        format!(
+            "  return wrk.format(nil, nil, nil, '{{\"name\":\"{run}-' .. tostring(tid) .. '-' .. counter .. '\"' .. tail)"
+        ),
+        "end".to_owned(),
+    ];
+    std::fs::write(&path, lua.join("\n") + "\n")?;
+    Ok(path)
+}
+
+fn read_script(dir: &Path, key: &str, task_id: i64) -> Result<PathBuf> {
+    let path = dir.join("read.lua");
+    let lua = [
+        "wrk.method = \"POST\"".to_owned(),
+        "wrk.headers[\"Content-Type\"] = \"application/json\"".to_owned(),
+        format!("wrk.headers[\"Authorization\"] = \"Bearer {key}\""),
+        format!("wrk.body = '{{\"task_id\": {task_id}}}'"),
+    ];
+    std::fs::write(&path, lua.join("\n") + "\n")?;
+    Ok(path)
+}
+
+async fn measure(base: &str, tag: &str, work: &Path) -> Result<Measured> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()?;
@@ -113,55 +139,38 @@ async fn measure(base: &str, tag: &str) -> Result<Measured> {
         )
         .await?;
     c.key = user["api_key"].as_str().context("api_key")?.to_owned();
-
+    let mut task = 0;
     for i in 0..30 {
-        c.create(&format!("warm-{i}"), 100).await?;
+        task = c.create(&format!("warm-{i}"), 100).await?.0;
     }
-    let mut create = Vec::with_capacity(CREATES);
-    let mut tasks = Vec::with_capacity(CREATES);
-    for i in 0..CREATES {
-        let (task, ms) = c.create(&format!("p-{i}"), 100).await?;
-        create.push(ms);
-        tasks.push(task);
-    }
-    let mut read = Vec::with_capacity(READS);
-    for i in 0..READS + 300 {
-        let (_, ms) = c
-            .call(
-                &c.key,
-                "task.get",
-                &json!({ "task_id": tasks[i % tasks.len()] }),
-            )
-            .await?;
-        if i >= 300 {
-            read.push(ms);
-        }
-    }
-    let c = Arc::new(c);
-    let started = Instant::now();
-    let workers: Vec<_> = (0..CLIENTS)
-        .map(|w| {
-            let c = c.clone();
-            tokio::spawn(async move {
-                for i in 0..CREATES / CLIENTS {
-                    c.create(&format!("t-{w}-{i}"), 100).await?;
-                }
-                anyhow::Ok(())
-            })
-        })
-        .collect();
-    for w in workers {
-        w.await??;
-    }
-    let creates_per_s = (CREATES / CLIENTS * CLIENTS) as f64 / started.elapsed().as_secs_f64();
+    let dir = work.join(tag);
+    std::fs::create_dir_all(&dir)?;
+    let (seq, par) = (
+        create_script(&dir, &c.key, "seq")?,
+        create_script(&dir, &c.key, "par")?,
+    );
+    let read = read_script(&dir, &c.key, task)?;
+    let (create_url, read_url) = (
+        format!("{base}/v1/project.create"),
+        format!("{base}/v1/task.get"),
+    );
+    // wrk is a blocking child process; keep it off the async runtime.
+    let (create, create_par, read) = tokio::task::spawn_blocking(move || -> Result<_> {
+        Ok((
+            wrk(&create_url, 1, 1, Some(&seq))?,
+            wrk(&create_url, CLIENTS, CLIENTS, Some(&par))?,
+            wrk(&read_url, 1, 1, Some(&read))?,
+        ))
+    })
+    .await??;
     let mut big = Vec::new();
     for i in 0..BIG_RUNS {
         big.push(c.create(&format!("big-{i}"), 10_000).await?.1);
     }
     Ok(Measured {
-        create: Lat(create),
-        creates_per_s,
-        read: Lat(read),
+        create,
+        create_par,
+        read,
         big: Lat(big),
     })
 }
@@ -295,6 +304,7 @@ pub fn run() -> Result<()> {
         ]);
         return crate::build::run(c);
     }
+    ensure_wrk()?;
     crate::build::components()?;
     let mut c = cargo();
     c.args(["build", "--release", "-p", "talis-host"]);
@@ -308,7 +318,6 @@ pub fn run() -> Result<()> {
         .enable_all()
         .build()?;
 
-    let wasm_db = work.join("wasm.db");
     let mut opts = talis_stack::host::HostOptions::new(
         talis_stack::workspace_root().join("spin.toml"),
         "/health",
@@ -316,54 +325,51 @@ pub fn run() -> Result<()> {
     .variable("admin_api_key", ADMIN_KEY);
     opts.binary = Some(talis_stack::target_dir().join("release/talis-host"));
     opts.state_dir = Some(work.join("state"));
-    opts.runtime_config = Some(runtime_config(&work, &wasm_db)?);
+    opts.runtime_config = Some(runtime_config(&work, &work.join("wasm.db"))?);
     opts.env = vec![("RUST_LOG".into(), "warn".into())];
     let wasm = rt.block_on(async {
         let host = talis_stack::host::start(&opts, &work).await?;
-        let m = measure(&host.base_url, "wasm").await;
+        let m = measure(&host.base_url, "wasm", &work).await;
         drop(host);
         m
     })?;
 
     let (addr, native_rt) = start_native(&work.join("native.db"))?;
-    let native = rt.block_on(measure(&format!("http://{addr}"), "native"))?;
+    let native = rt.block_on(measure(&format!("http://{addr}"), "native", &work))?;
     drop(native_rt);
 
     let row =
         |name: &str, w: f64, n: f64| println!("{name:<44} {w:>10.2} {n:>10.2} {:>8.2}", w / n);
     println!(
-        "\nAPI: talis-host (release, Wasm) vs the same core natively (hyper + rusqlite), loopback HTTP, file SQLite"
+        "\nAPI: talis-host (release, Wasm) vs the same core natively (hyper + rusqlite); wrk, loopback, SQLite file (WAL)"
     );
     println!("{:<44} {:>10} {:>10} {:>8}", "", "wasm", "native", "ratio");
     row(
         "project.create 100 instances p50 (ms)",
-        wasm.create.pct(0.5),
-        native.create.pct(0.5),
+        wasm.create.p50_ms,
+        native.create.p50_ms,
     );
     row(
         "project.create 100 instances p99 (ms)",
-        wasm.create.pct(0.99),
-        native.create.pct(0.99),
+        wasm.create.p99_ms,
+        native.create.p99_ms,
     );
     row(
-        "project.create 100 instances mean (ms)",
-        wasm.create.mean(),
-        native.create.mean(),
+        "creates/s (1 connection)",
+        wasm.create.rps,
+        native.create.rps,
     );
     row(
-        &format!("creates/s ({CLIENTS} clients)"),
-        wasm.creates_per_s,
-        native.creates_per_s,
+        &format!("creates/s ({CLIENTS} connections)"),
+        wasm.create_par.rps,
+        native.create_par.rps,
     );
+    row("task.get p50 (ms)", wasm.read.p50_ms, native.read.p50_ms);
+    row("task.get p99 (ms)", wasm.read.p99_ms, native.read.p99_ms);
     row(
-        "task.get p50 (ms)",
-        wasm.read.pct(0.5),
-        native.read.pct(0.5),
-    );
-    row(
-        "task.get p99 (ms)",
-        wasm.read.pct(0.99),
-        native.read.pct(0.99),
+        "task.get req/s (1 connection)",
+        wasm.read.rps,
+        native.read.rps,
     );
     row(
         "project.create 10 000 instances p50 (ms)",
@@ -376,8 +382,8 @@ pub fn run() -> Result<()> {
         native.big.pct(1.0),
     );
     println!(
-        "\n{CREATES} sequential creates, {READS} reads, {BIG_RUNS} big creates per side. Targets: create p99 <= 15 ms, \
-         ratio <= 1.3, 10 000 instances <= 1000 ms."
+        "\nwrk runs of 8 s each; {BIG_RUNS} 10 000-instance creates per side. Targets: create p99 <= 15 ms, \
+         create ratio <= 1.3, 10 000 instances <= 1000 ms."
     );
     Ok(())
 }
