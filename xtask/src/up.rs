@@ -165,10 +165,9 @@ impl Stack {
         self.services.push(s);
     }
 
-    /// The first service that is no longer running.
-    fn exited(&mut self) -> Option<&Service> {
-        let i = self.services.iter_mut().position(|s| !s.is_running())?;
-        Some(&self.services[i])
+    /// The index of the first service that is no longer running.
+    fn exited(&mut self) -> Option<usize> {
+        self.services.iter_mut().position(|s| !s.is_running())
     }
 
     async fn stop(&mut self) {
@@ -364,7 +363,7 @@ fn banner(
         took.as_secs_f64()
     );
     println!("  API          {api_url}   (OpenAPI: {api_url}/api/v1/openapi.json)");
-    println!("  Restate UI   {ui}");
+    println!("  Restate UI   {ui}   (task workflows: {ui}workflows)");
     if provider.fake {
         println!(
             "  Fake cloud   http://127.0.0.1:{}   (stats: /_fake/stats)",
@@ -393,27 +392,38 @@ fn banner(
     println!("Ctrl-C stops everything; `cargo xtask up` again resumes.");
 }
 
-/// Waits for Ctrl-C (or SIGTERM). A service that dies on its own stops the stack with an error
-/// that shows the end of its log.
+/// How often one service may crash and be restarted before `up` gives up.
+const MAX_RESTARTS: u32 = 3;
+
+/// Waits for Ctrl-C (or SIGTERM). A service that dies on its own is restarted with the same
+/// command line (its state is on disk; Restate resumes the workflows); after `MAX_RESTARTS`
+/// the stack stops with an error that shows the end of its log.
 async fn supervise(stack: &mut Stack) -> Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut restarts = vec![0u32; stack.services.len()];
     loop {
         tokio::select! {
             _ = &mut interrupted => return Ok(()),
             _ = term.recv() => return Ok(()),
             _ = tick.tick() => {
-                if let Some(dead) = stack.exited() {
-                    // Ctrl-C reaches the children too; give our own handler the chance to win.
-                    let (name, tail) = (dead.spec.name.clone(), dead.log_tail(20));
-                    tokio::select! {
-                        _ = &mut interrupted => return Ok(()),
-                        _ = tokio::time::sleep(Duration::from_millis(300)) => {}
-                    }
-                    bail!("{name} exited unexpectedly; last log lines:\n{tail}");
+                let Some(i) = stack.exited() else { continue };
+                // Ctrl-C reaches the children too; give our own handler the chance to win.
+                tokio::select! {
+                    _ = &mut interrupted => return Ok(()),
+                    _ = tokio::time::sleep(Duration::from_millis(300)) => {}
                 }
+                let dead = &mut stack.services[i];
+                let (name, tail) = (dead.spec.name.clone(), dead.log_tail(20));
+                restarts[i] += 1;
+                if restarts[i] > MAX_RESTARTS {
+                    bail!("{name} exited {MAX_RESTARTS} times; last log lines:\n{tail}");
+                }
+                eprintln!("warning: {name} exited unexpectedly; restarting ({}/{MAX_RESTARTS}). Last log lines:\n{tail}", restarts[i]);
+                dead.restart().await.with_context(|| format!("restarting {name}"))?;
+                eprintln!("{name} is back");
             }
         }
     }
