@@ -136,7 +136,7 @@ fn prepare_toolchain() -> Result<()> {
 
 /// Fails early, naming the port, when something already listens on one of ours.
 fn check_ports_free(fake: bool) -> Result<()> {
-    let mut wanted = vec![
+    let mut wanted: Vec<(&str, u16)> = vec![
         ("API", ports::API),
         ("workflows", ports::WORKFLOWS),
         ("Restate ingress", ports::RESTATE_INGRESS),
@@ -146,8 +146,12 @@ fn check_ports_free(fake: bool) -> Result<()> {
     if fake {
         wanted.push(("fake cloud", ports::FAKECLOUD));
     }
+    first_taken(&wanted)
+}
+
+fn first_taken(wanted: &[(&str, u16)]) -> Result<()> {
     for (what, port) in wanted {
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+        if std::net::TcpListener::bind(("127.0.0.1", *port)).is_err() {
             bail!("port {port} ({what}) is already in use — is another `cargo xtask up` running?");
         }
     }
@@ -426,5 +430,22 @@ async fn supervise(stack: &mut Stack) -> Result<()> {
                 eprintln!("{name} is back");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_taken_port_is_named() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let free = talis_stack::free_port();
+        assert!(first_taken(&[("free one", free)]).is_ok());
+        let err = first_taken(&[("free one", free), ("API", port)])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&format!("port {port} (API)")), "{err}");
     }
 }
