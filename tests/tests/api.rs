@@ -2,6 +2,8 @@
 
 #[path = "common/api.rs"]
 mod api;
+#[path = "common/e2e_flow.rs"]
+mod flow;
 
 use anyhow::Result;
 use api::{ADMIN_KEY, Api, Route, instances};
@@ -1158,6 +1160,49 @@ async fn openapi_document_matches_the_answers() -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// The trigger is real: with restate-server down the call still succeeds (the task is committed,
+/// undispatched); once Restate is back, the sweep of a later request dispatches it and the
+/// workflow runs it to the end.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_trigger_never_fails_the_call_and_the_sweep_dispatches_later() -> Result<()> {
+    use std::time::{Duration, Instant};
+    use talis_stack::workflows::{FullStack, StackOptions};
+    let dir = tempfile::tempdir()?;
+    let mut stack = FullStack::start(dir.path(), StackOptions::default()).await?;
+    let created = stack
+        .call(
+            "project.create",
+            json!({ "name": "p", "instances": [instances(2)] }),
+        )
+        .await?;
+    let first = created["task_id"].as_u64().unwrap();
+    let done = flow::wait_task(&stack, first, Duration::from_secs(90)).await?;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert!(done["dispatched_at"].is_string());
+
+    stack.restate.service.stop(Duration::from_secs(5)).await?;
+    let created = stack
+        .call(
+            "project.create",
+            json!({ "name": "q", "instances": [instances(1)] }),
+        )
+        .await?;
+    let task = created["task_id"].as_u64().unwrap();
+    assert!(flow::task(&stack, task).await?["dispatched_at"].is_null());
+    stack.restate.restart().await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while flow::task(&stack, task).await?["dispatched_at"].is_null() {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "task {task} was never re-triggered"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let done = flow::wait_task(&stack, task, Duration::from_secs(90)).await?;
+    assert_eq!(done["status"], "completed", "{done}");
     Ok(())
 }
 
