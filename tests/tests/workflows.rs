@@ -238,3 +238,32 @@ rate_limit_per_hour = 4294967295
 attempts = 60
 retry_delay_ms = 500
 timeout_ms = 5000";
+
+/// Deleting a project while its machines are still being created stops the creation (its task
+/// ends terminated), and the delete leaves nothing at the provider.
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_during_creation_stops_it_and_leaves_nothing() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let slow = format!(
+        "boot_delay_ms = 3000\nboot_jitter_ms = 1000\nip_delay_ms = 0\n{}",
+        PHONE_HOME_RETRIES
+    );
+    let stack = FullStack::start(
+        dir.path(),
+        StackOptions {
+            fake_config: Some(slow),
+            ..StackOptions::default()
+        },
+    )
+    .await?;
+    let (create_task, _) = create_project(&stack, "gone", 40, json!({})).await?;
+    wait_created(&stack, "gone", 5, TASK_LIMIT).await?;
+    delete_and_assert_clean(&stack, "gone", TASK_LIMIT).await?;
+    let t = wait_task(&stack, create_task, TASK_LIMIT).await?;
+    assert_eq!(t["status"], "terminated", "create task: {t}");
+    // Nothing reappears once both workflows are done.
+    let stats = stack.fake_stats().await?;
+    assert_eq!(stats["droplets"]["live"], 0, "{}", stats["droplets"]);
+    assert_eq!(stats["orphans"]["count"], 0);
+    Ok(())
+}

@@ -291,12 +291,23 @@ impl Service<'_> {
                 )?;
                 return data(TaskQueued::default());
             }
+            // Creations still running would make machines behind the delete's back: their
+            // workflows are told to stop and destroy what they made.
+            let creating: Vec<i64> = self
+                .q(
+                    "SELECT id FROM tasks WHERE project_id = ? AND action = 'create_instances' \
+                     AND status IN ('pending', 'running') ORDER BY id",
+                    &[project.id.into()],
+                )?
+                .iter()
+                .map(|r| r.int(0))
+                .collect();
             let task_id = self.cover(owner, project.id, TaskAction::DeleteProject, &live, &ts)?;
             self.q(
                 "UPDATE projects SET status = 'deleting', updated_at = ? WHERE id = ?",
                 &[ts.into(), project.id.into()],
             )?;
-            Ok(Outcome { data: Some(to_json(TaskQueued { task_id: Some(task_id), instance_ids: live })?), dispatch: vec![task_id], cancel: Vec::new() })
+            Ok(Outcome { data: Some(to_json(TaskQueued { task_id: Some(task_id), instance_ids: live })?), dispatch: vec![task_id], cancel: creating })
         })
     }
 
