@@ -86,3 +86,20 @@ async fn kill9_restate_server_mid_run_then_restart() -> Result<()> {
 async fn kill9_talis_host_mid_run_then_restart() -> Result<()> {
     crash_and_recover(Victim::Host).await
 }
+
+/// Restate is down when the project is created: the answer still succeeds (the task is
+/// committed), and once Restate is back the component's sweep triggers the workflow.
+#[tokio::test(flavor = "multi_thread")]
+async fn restate_down_at_create_then_the_sweep_dispatches() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut stack = FullStack::start(dir.path(), StackOptions::default()).await?;
+    stack.restate.service.kill9().await?;
+    let (task_id, _) = create_project(&stack, "late", 20, json!({})).await?;
+    assert_eq!(task(&stack, task_id).await?["status"], "pending");
+    stack.restate.restart().await?;
+    // task.get calls are requests too: they run the sweep once the task is old enough.
+    let t = wait_task(&stack, task_id, LIMIT).await?;
+    assert_eq!(t["status"], "completed", "task: {t}");
+    assert_all_ready(&stack, "late", 20).await?;
+    delete_and_assert_clean(&stack, "late", LIMIT).await
+}
