@@ -267,3 +267,30 @@ async fn delete_during_creation_stops_it_and_leaves_nothing() -> Result<()> {
     assert_eq!(stats["orphans"]["count"], 0);
     Ok(())
 }
+
+/// Terminating some instances of a ready project destroys exactly their machines.
+#[tokio::test(flavor = "multi_thread")]
+async fn terminating_instances_destroys_only_theirs() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let stack = FullStack::start(dir.path(), StackOptions::default()).await?;
+    let (task_id, ids) = create_project(&stack, "part", 10, json!({})).await?;
+    let t = wait_task(&stack, task_id, TASK_LIMIT).await?;
+    assert_eq!(t["status"], "completed", "task: {t}");
+    let queued = stack
+        .call(
+            "instance.terminate",
+            json!({"project_name": "part", "instance_ids": &ids[..3]}),
+        )
+        .await?;
+    let term = queued["task_id"].as_u64().expect("a terminate task");
+    let t = wait_task(&stack, term, TASK_LIMIT).await?;
+    assert_eq!(t["status"], "completed", "terminate task: {t}");
+    let list = instances(&stack, "part").await?;
+    let counts = by_status(&list);
+    assert_eq!(counts.get("terminated"), Some(&3), "{counts:?}");
+    assert_eq!(counts.get("ready"), Some(&7), "{counts:?}");
+    let stats = stack.fake_stats().await?;
+    assert_eq!(stats["droplets"]["live"], 7, "{}", stats["droplets"]);
+    assert_eq!(stats["orphans"]["count"], 0);
+    delete_and_assert_clean(&stack, "part", TASK_LIMIT).await
+}
