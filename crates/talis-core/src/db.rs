@@ -125,6 +125,8 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// holder's transaction time. The connection's busy timeout is restored for the statements
 /// inside (a checkpoint on COMMIT may still wait for readers).
 fn begin_immediate(db: &dyn Sql) -> Result<()> {
+    // Per connection and only outside a transaction; reads do not need it.
+    query(db, "PRAGMA foreign_keys = ON", &[])?;
     let started = std::time::Instant::now();
     let mut pause_us: u64 = 50;
     // Best effort: a runtime that manages its own storage (libSQL) may refuse these pragmas.
@@ -155,10 +157,9 @@ fn is_busy(message: &str) -> bool {
 /// The numbered migrations in `sql/`, oldest first.
 pub const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../../sql/0001_init.sql"))];
 
-/// Per-connection settings and the schema. Cheap when the schema is current (one query), so the
-/// component calls it on every request and a fresh database on any Spin runtime just works.
+/// The schema. Cheap when it is current (one query), so the component calls it on every request
+/// and a fresh database on any Spin runtime just works.
 pub fn prepare(db: &dyn Sql) -> Result<()> {
-    query(db, "PRAGMA foreign_keys = ON", &[])?;
     let latest = MIGRATIONS.last().map_or(0, |m| m.0);
     if current_version(db) >= latest {
         return Ok(());

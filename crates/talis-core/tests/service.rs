@@ -535,3 +535,17 @@ fn decode_errors_name_the_field() {
         Err(Error::Invalid { .. })
     ));
 }
+
+#[test]
+fn foreign_keys_are_enforced_in_writes() {
+    let env = Env::new();
+    env.svc();
+    let err = db::transaction(&env.db, || {
+        db::query(
+            &env.db,
+            "INSERT INTO projects (owner_id, name, created_at, updated_at) VALUES (999, 'x', '', '')",
+            &[],
+        )
+    });
+    assert!(matches!(err, Err(Error::Db(m)) if m.contains("FOREIGN KEY")));
+}

@@ -322,7 +322,9 @@ pub fn run() -> Result<()> {
         talis_stack::workspace_root().join("spin.toml"),
         "/health",
     )
-    .variable("admin_api_key", ADMIN_KEY);
+    .variable("admin_api_key", ADMIN_KEY)
+    // Measure the API alone: no workflow trigger after the answers.
+    .variable("restate_ingress_url", "");
     opts.binary = Some(talis_stack::target_dir().join("release/talis-host"));
     opts.state_dir = Some(work.join("state"));
     opts.runtime_config = Some(runtime_config(&work, &work.join("wasm.db"))?);
