@@ -9,7 +9,12 @@ use std::sync::Arc;
 use futures::{StreamExt, stream};
 use restate_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
+use talis_api::internal::{
+    ClaimedTask, InstanceTransition, InstanceTransitionBatch, TaskClaim, TaskFinish,
+    TransitionsApplied,
+};
+use talis_api::{InstanceStatus, TaskAction, TaskStatus, VolumeDetail};
 use talis_provider::{BatchMember, MachineBatch, VolumeSpec};
 
 use crate::App;
@@ -41,122 +46,64 @@ pub(crate) async fn claim(
     task_id: String,
     invocation_id: String,
 ) -> HandlerResult<Json<Plan>> {
-    let v: Value = app
+    let claimed: ClaimedTask = app
         .rpc
         .call(
             "task.claim",
-            &json!({"task_id": wire_id("task_id", &task_id)?, "invocation_id": invocation_id}),
+            &TaskClaim {
+                task_id: wire_id("task_id", &task_id)?,
+                invocation_id,
+            },
         )
         .await
         .map_err(rpc_err)?;
-    plan_from_claim(&v, &task_id)
-        .map(Json)
-        .map_err(|e| TerminalError::new_with_code(500, format!("task.claim answer: {e}")).into())
+    Ok(Json(plan_from_claim(claimed, &task_id)))
 }
 
-fn id_string(v: Option<&Value>) -> Option<String> {
-    match v? {
-        Value::Number(n) => Some(n.to_string()),
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        _ => None,
-    }
-}
-
-fn plan_from_claim(v: &Value, task_id: &str) -> Result<Plan, String> {
-    let task = v.get("task").ok_or("missing task")?;
-    let project_id = id_string(task.get("project_id"))
-        .or_else(|| id_string(v.pointer("/project/ID")))
-        .ok_or("missing task.project_id")?;
-    let action: Action = serde_json::from_value(task.get("action").cloned().unwrap_or_default())
-        .map_err(|e| format!("task.action: {e}"))?;
-    let claimed = v.get("claimed").and_then(Value::as_bool).unwrap_or(true);
-    let mut instances = Vec::new();
-    for (n, i) in v
-        .get("instances")
-        .and_then(Value::as_array)
-        .ok_or("missing instances")?
-        .iter()
-        .enumerate()
-    {
-        let s = |k: &str| i.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-        let opt = |k: &str| Some(s(k)).filter(|x| !x.is_empty());
-        let id = id_string(i.get("ID").or_else(|| i.get("id")))
-            .ok_or_else(|| format!("instances[{n}].ID missing"))?;
-        let volumes = i
-            .get("volumes")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|vol| {
-                        let text = |k: &str| vol.get(k).and_then(Value::as_str).unwrap_or("");
-                        Some(Vol {
-                            name: vol.get("name")?.as_str()?.to_string(),
-                            size_gb: vol.get("size_gb").and_then(Value::as_u64).unwrap_or(1) as u32,
-                            filesystem_type: Some(text("filesystem").to_string())
-                                .filter(|f| !f.is_empty()),
-                            mount_point: text("mount_point").to_string(),
-                        })
+fn plan_from_claim(c: ClaimedTask, task_id: &str) -> Plan {
+    let action = match c.task.action {
+        TaskAction::CreateInstances => Action::CreateInstances,
+        TaskAction::TerminateInstances => Action::TerminateInstances,
+        TaskAction::DeleteProject => Action::DeleteProject,
+    };
+    let instances = c
+        .instances
+        .into_iter()
+        .map(|ci| {
+            let i = ci.instance;
+            Inst {
+                id: i.id.to_string(),
+                name: i.name,
+                region: i.region,
+                size: i.size,
+                image: i.image,
+                ssh_public_keys: ci.ssh_keys.into_iter().map(|k| k.public_key).collect(),
+                tags: i.tags,
+                volumes: ci
+                    .volumes
+                    .into_iter()
+                    .map(|v| Vol {
+                        name: v.name,
+                        size_gb: u32::try_from(v.size_gb.max(1)).unwrap_or(1),
+                        filesystem_type: Some(v.filesystem).filter(|f| !f.is_empty()),
+                        mount_point: v.mount_point,
                     })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let ssh_public_keys = i
-            .get("ssh_keys")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|k| k.get("public_key").and_then(Value::as_str))
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let tags = i
-            .get("tags")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
-        // The payload runs only when the owner asked for it (`execute_payload`).
-        let run_payload = i
-            .get("execute_payload")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        instances.push(Inst {
-            name: s("name"),
-            region: s("region"),
-            size: s("size"),
-            image: s("image"),
-            ssh_public_keys,
-            tags,
-            volumes,
-            payload: opt("payload").filter(|_| run_payload),
-            phone_home_url: opt("phone_home_url"),
-            status: s("status"),
-            provider_ref: id_string(i.get("provider_ref")),
-            id,
-        });
-    }
-    Ok(Plan {
+                    .collect(),
+                // The payload runs only when the owner asked for it (`execute_payload`).
+                payload: Some(ci.payload).filter(|p| ci.execute_payload && !p.is_empty()),
+                phone_home_url: Some(ci.phone_home_url).filter(|u| !u.is_empty()),
+                status: i.status.as_str().to_string(),
+                provider_ref: Some(i.provider_ref).filter(|r| !r.is_empty()),
+            }
+        })
+        .collect();
+    Plan {
         task_id: task_id.to_string(),
-        project_id,
+        project_id: c.task.project_id.to_string(),
         action,
-        claimed,
+        claimed: c.claimed,
         instances,
-    })
-}
-
-/// A volume as the instance records it (`VolumeDetail` of the API).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub(crate) struct VolDetail {
-    pub id: String,
-    pub name: String,
-    pub region: String,
-    pub size_gb: i64,
-    pub mount_point: String,
+    }
 }
 
 /// One instance's status change, as `instance.transition` takes it.
@@ -169,7 +116,7 @@ pub(crate) struct Transition {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub public_ip: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub volumes: Option<Vec<VolDetail>>,
+    pub volumes: Option<Vec<VolumeDetail>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -183,38 +130,42 @@ pub(crate) async fn record(
     step: String,
     ts: Vec<Transition>,
 ) -> HandlerResult<Json<Vec<String>>> {
+    let task = wire_id("task_id", &task_id)?;
     let transitions = ts
-        .iter()
+        .into_iter()
         .map(|t| {
-            let mut v = serde_json::to_value(t).expect("transition serialises");
-            v["instance_id"] = json!(wire_id("instance_id", &t.instance_id)?);
-            Ok(v)
+            Ok(InstanceTransition {
+                instance_id: wire_id("instance_id", &t.instance_id)?,
+                task_id: task,
+                status: Some(t.status.parse::<InstanceStatus>().map_err(|e| {
+                    TerminalError::new_with_code(500, format!("status {:?}: {e}", t.status))
+                })?),
+                provider_ref: t.provider_ref,
+                public_ip: t.public_ip,
+                volumes: t.volumes,
+                error: t.error,
+            })
         })
-        .collect::<Result<Vec<Value>, TerminalError>>()?;
-    let applied: Value = app
+        .collect::<Result<Vec<_>, TerminalError>>()?;
+    let applied: TransitionsApplied = app
         .rpc
         .call(
             "instance.transitionBatch",
-            &json!({
-                "task_id": wire_id("task_id", &task_id)?,
-                "step": step,
-                "transitions": transitions,
-            }),
+            &InstanceTransitionBatch {
+                task_id: task,
+                step,
+                transitions,
+            },
         )
         .await
         .map_err(rpc_err)?;
-    let refused = applied["results"]
-        .as_array()
-        .map(|rs| {
-            rs.iter()
-                .filter_map(|r| {
-                    let why = r["error"].as_str()?;
-                    Some(format!("{}: {why}", r["instance_id"]))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok(Json(refused))
+    Ok(Json(
+        applied
+            .results
+            .into_iter()
+            .filter_map(|r| Some(format!("{}: {}", r.instance_id, r.error?)))
+            .collect(),
+    ))
 }
 
 pub(crate) async fn finish(
@@ -224,15 +175,18 @@ pub(crate) async fn finish(
     result: Value,
     error: Option<String>,
 ) -> HandlerResult<()> {
+    let status = status
+        .parse::<TaskStatus>()
+        .map_err(|e| TerminalError::new_with_code(500, format!("task status: {e}")))?;
     app.rpc
         .call::<_, Value>(
             "task.finish",
-            &json!({
-                "task_id": wire_id("task_id", &task_id)?,
-                "status": status,
-                "result": result,
-                "error": error,
-            }),
+            &TaskFinish {
+                task_id: wire_id("task_id", &task_id)?,
+                status: Some(status),
+                result: Some(result).filter(|r| !r.is_null()),
+                error,
+            },
         )
         .await
         .map_err(rpc_err)?;
@@ -244,7 +198,7 @@ pub(crate) async fn finish(
 pub(crate) struct Ensured {
     pub index: usize,
     pub provider_ref: Option<String>,
-    pub volumes: Vec<VolDetail>,
+    pub volumes: Vec<VolumeDetail>,
     pub error: Option<String>,
 }
 
@@ -372,7 +326,7 @@ async fn ensure_volumes(
     plan: &Plan,
     inst: &Inst,
     machine_ref: &str,
-) -> Result<Vec<VolDetail>, talis_provider::Error> {
+) -> Result<Vec<VolumeDetail>, talis_provider::Error> {
     let mut out = Vec::new();
     for v in &inst.volumes {
         let vol = app
@@ -391,7 +345,7 @@ async fn ensure_volumes(
                 .attach_volume(&vol.provider_ref, machine_ref)
                 .await?;
         }
-        out.push(VolDetail {
+        out.push(VolumeDetail {
             id: vol.provider_ref,
             name: vol.name,
             region: vol.region,
@@ -496,33 +450,43 @@ mod tests {
 
     #[test]
     fn claim_answer_becomes_a_compact_plan() {
-        let v = json!({
+        let v = serde_json::json!({
             "claimed": true,
-            "task": {"ID": 7, "project_id": 3, "action": "create_instances", "status": "running"},
-            "project": {"ID": 3, "name": "demo"},
+            "task": {"ID": 7, "owner_id": 1, "project_id": 3, "action": "create_instances",
+                     "status": "running", "priority": 1, "attempts": 1, "instance_count": 1,
+                     "logs": "", "error": "", "result": null, "created_at": "", "updated_at": "",
+                     "dispatched_at": null, "finished_at": null, "invocation_id": "inv_1"},
+            "project": {"ID": 3, "owner_id": 1, "name": "demo", "description": "", "config": "",
+                        "status": "active", "created_at": "", "updated_at": ""},
             "instances": [{
-                "ID": 11, "name": "web-1", "provider_id": "digitalocean", "region": "nyc3",
-                "size": "s-1vcpu-1gb", "image": "ubuntu-24-04-x64", "status": "pending",
-                "tags": ["env=prod"], "provider_ref": "",
+                "ID": 11, "owner_id": 1, "project_id": 3, "name": "web-1", "provider_id": "do",
+                "provider_ref": "", "provider_instance_id": 0, "public_ip": "", "region": "nyc3",
+                "size": "s-1vcpu-1gb", "image": "ubuntu-24-04-x64", "tags": ["env=prod"],
+                "status": "pending", "volume_ids": [], "volume_details": [], "error": "",
+                "create_task_id": 7, "last_task_id": 7, "created_at": "", "updated_at": "",
                 "ssh_keys": [{"name": "me", "public_key": "ssh-ed25519 AAAA me"}],
                 "volumes": [{"name": "data", "size_gb": 10, "region": "", "filesystem": "ext4", "mount_point": "/data"}],
                 "provision": true, "payload": "echo hi", "execute_payload": true,
                 "phone_home_url": "http://api/v1/phone-home/11?token=abc"
             }]
         });
-        let p = plan_from_claim(&v, "7").unwrap();
+        let claimed: ClaimedTask = match serde_json::from_value(v) {
+            Ok(c) => c,
+            Err(e) => panic!("the contract's claim answer: {e}"),
+        };
+        let p = plan_from_claim(claimed, "7");
         assert_eq!(p.project_id, "3");
         assert!(p.claimed);
         assert_eq!(p.action, Action::CreateInstances);
         let i = &p.instances[0];
         assert_eq!(i.id, "11");
+        assert_eq!(i.status, "pending");
         assert_eq!(i.ssh_public_keys, vec!["ssh-ed25519 AAAA me"]);
         assert_eq!(i.volumes[0].size_gb, 10);
         assert_eq!(i.volumes[0].filesystem_type.as_deref(), Some("ext4"));
         assert_eq!(i.provider_ref, None);
         assert_eq!(i.payload.as_deref(), Some("echo hi"));
         assert!(i.phone_home_url.is_some());
-        assert!(plan_from_claim(&json!({"task": {}}), "7").is_err());
         assert!(wire_id("task_id", "x").is_err());
     }
 }
