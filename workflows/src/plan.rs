@@ -23,7 +23,20 @@ pub struct Plan {
     pub action: Action,
     /// False when the task was already finished (e.g. terminated by its owner): nothing to do.
     pub claimed: bool,
+    /// Distinct provisioning scripts, journaled once each (a create of 1 000 machines usually
+    /// shares one script of up to 64 KiB; per instance it would bloat the journal entry).
+    #[serde(default)]
+    pub payloads: Vec<String>,
     pub instances: Vec<Inst>,
+}
+
+impl Plan {
+    /// The script an instance runs, if any.
+    pub fn payload(&self, inst: &Inst) -> Option<&str> {
+        inst.payload
+            .and_then(|i| self.payloads.get(i))
+            .map(String::as_str)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,9 +57,10 @@ pub struct Inst {
     pub tags: Vec<String>,
     #[serde(default)]
     pub volumes: Vec<Vol>,
-    /// Provisioning script run by cloud-init (only when the owner asked for it to run).
+    /// Index into `Plan::payloads` of the script cloud-init runs (only when the owner asked
+    /// for it to run).
     #[serde(default)]
-    pub payload: Option<String>,
+    pub payload: Option<usize>,
     /// `{public_url}/v1/phone-home/{id}?token=…`; `None` when the API has no public URL.
     #[serde(default)]
     pub phone_home_url: Option<String>,
@@ -115,7 +129,7 @@ pub fn batches(plan: &Plan, indexes: &[usize], max_batch: usize) -> Vec<Batch> {
                 &inst.image,
                 provider_tags(&inst.tags),
                 &inst.ssh_public_keys,
-                inst.payload.as_deref(),
+                plan.payload(inst),
                 inst.phone_home_url.is_some(),
             ))
             .or_default()
@@ -292,7 +306,7 @@ mod tests {
             phone_home_url: Some(format!("http://api/v1/phone-home/{i}?token=x")),
             tags: vec!["env=prod".into(), "bad tag".into()],
             volumes: vec![],
-            payload: payload.map(str::to_string),
+            payload: payload.map(|_| 0),
             status: "pending".into(),
             provider_ref: None,
         }
@@ -304,6 +318,7 @@ mod tests {
             project_id: "p1".into(),
             action: Action::CreateInstances,
             claimed: true,
+            payloads: vec!["echo hi".into()],
             instances,
         }
     }

@@ -66,10 +66,21 @@ fn plan_from_claim(c: ClaimedTask, task_id: &str) -> Plan {
         TaskAction::TerminateInstances => Action::TerminateInstances,
         TaskAction::DeleteProject => Action::DeleteProject,
     };
+    let mut payloads: Vec<String> = Vec::new();
     let instances = c
         .instances
         .into_iter()
         .map(|ci| {
+            // The payload runs only when the owner asked for it (`execute_payload`).
+            let payload = (ci.execute_payload && !ci.payload.is_empty()).then(|| {
+                payloads
+                    .iter()
+                    .position(|p| *p == ci.payload)
+                    .unwrap_or_else(|| {
+                        payloads.push(ci.payload.clone());
+                        payloads.len() - 1
+                    })
+            });
             let i = ci.instance;
             Inst {
                 id: i.id.to_string(),
@@ -89,8 +100,7 @@ fn plan_from_claim(c: ClaimedTask, task_id: &str) -> Plan {
                         mount_point: v.mount_point,
                     })
                     .collect(),
-                // The payload runs only when the owner asked for it (`execute_payload`).
-                payload: Some(ci.payload).filter(|p| ci.execute_payload && !p.is_empty()),
+                payload,
                 phone_home_url: Some(ci.phone_home_url).filter(|u| !u.is_empty()),
                 status: i.status.as_str().to_string(),
                 provider_ref: Some(i.provider_ref).filter(|r| !r.is_empty()),
@@ -102,6 +112,7 @@ fn plan_from_claim(c: ClaimedTask, task_id: &str) -> Plan {
         project_id: c.task.project_id.to_string(),
         action,
         claimed: c.claimed,
+        payloads,
         instances,
     }
 }
@@ -485,7 +496,8 @@ mod tests {
         assert_eq!(i.volumes[0].size_gb, 10);
         assert_eq!(i.volumes[0].filesystem_type.as_deref(), Some("ext4"));
         assert_eq!(i.provider_ref, None);
-        assert_eq!(i.payload.as_deref(), Some("echo hi"));
+        assert_eq!(p.payload(i), Some("echo hi"));
+        assert_eq!(p.payloads.len(), 1);
         assert!(i.phone_home_url.is_some());
         assert!(wire_id("task_id", "x").is_err());
     }
