@@ -27,27 +27,24 @@ impl Service<'_> {
         let owner = c.acting_for(p.owner_id)?;
         self.tx(|| {
             self.idempotent(owner, "project.create", p.idempotency_key.as_deref(), raw, || {
-                self.require_owner(owner)?;
-                if self
-                    .q1("SELECT 1 FROM projects WHERE owner_id = ? AND name = ? AND deleted_at IS NULL", &[
-                        owner.into(),
-                        (&name).into(),
-                    ])?
-                    .is_some()
-                {
-                    return Err(Error::Conflict(format!("project '{name}' already exists")));
+                // The caller's own key was just resolved to a live user; only an admin acting
+                // for someone else names an owner that may not exist.
+                if owner != c.owner_id {
+                    self.require_owner(owner)?;
                 }
                 let ts = now();
+                // Insert unless a live project has the name: one statement, checked under the lock.
                 let row = self
                     .q1(
                         &format!(
                             "INSERT INTO projects (owner_id, name, description, config, created_at, updated_at) \
-                             VALUES (?, ?, ?, ?, ?, ?) RETURNING {}",
+                             SELECT ?1, ?2, ?3, ?4, ?5, ?5 WHERE NOT EXISTS (SELECT 1 FROM projects \
+                             WHERE owner_id = ?1 AND name = ?2 AND deleted_at IS NULL) RETURNING {}",
                             Project::COLUMNS
                         ),
-                        &[owner.into(), (&name).into(), p.description.trim().into(), config.into(), (&ts).into(), (&ts).into()],
+                        &[owner.into(), (&name).into(), p.description.trim().into(), config.into(), (&ts).into()],
                     )?
-                    .ok_or_else(|| Error::Db("project insert returned no row".into()))?;
+                    .ok_or_else(|| Error::Conflict(format!("project '{name}' already exists")))?;
                 let project = Project::from_row(&row);
                 let (task_id, instance_ids) = if specs.is_empty() {
                     (None, Vec::new())
