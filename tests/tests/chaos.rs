@@ -35,19 +35,34 @@ enum Victim {
     Host,
 }
 
+/// Creates are slow too (every create call held 300 ms), so a kill right after the first
+/// machine exists lands while creates are in flight.
+const SLOW_CREATES: &str = r#"
+[[faults]]
+endpoint = "droplets_create"
+kind = "stall"
+stall_ms = 300
+"#;
+
 async fn crash_and_recover(victim: Victim) -> Result<()> {
+    crash_and_recover_with(victim, SLOW_BOOT.to_string(), 10).await
+}
+
+async fn crash_and_recover_with(victim: Victim, fake: String, after: usize) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let mut stack = FullStack::start(
         dir.path(),
         StackOptions {
-            fake_config: Some(SLOW_BOOT.into()),
+            fake_config: Some(fake),
             ..StackOptions::default()
         },
     )
     .await?;
     let project = format!("chaos-{victim:?}").to_lowercase();
     let (task_id, _) = create_project(&stack, &project, N, json!({})).await?;
-    wait_created(&stack, &project, 10, LIMIT).await?;
+    wait_created(&stack, &project, after, LIMIT).await?;
+    // The crash must land mid-run, or the test proves nothing.
+    assert_eq!(task(&stack, task_id).await?["status"], "running");
     match victim {
         Victim::Workflows => {
             stack.workflows.service.kill9().await?;
@@ -75,6 +90,11 @@ async fn crash_and_recover(victim: Victim) -> Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn kill9_workflows_mid_run_then_restart() -> Result<()> {
     crash_and_recover(Victim::Workflows).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill9_workflows_while_creates_are_in_flight_then_restart() -> Result<()> {
+    crash_and_recover_with(Victim::Workflows, format!("{SLOW_BOOT}\n{SLOW_CREATES}"), 1).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
