@@ -8,8 +8,12 @@ use crate::{Error, Result};
 /// Providers that the workflows can drive. The original accepted many more names and failed
 /// only later inside the task; here an unsupported provider is a 400 up front.
 pub const PROVIDERS: &[&str] = &["do"];
-/// Cloud-init user data limit (DigitalOcean and most clouds).
-pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+/// Cloud-init user data is limited to 64 KiB (DigitalOcean and most clouds). The workflow wraps
+/// the payload with the SSH keys and the phone-home lines, so 4 KiB stay reserved for those.
+pub const USER_DATA_LIMIT: usize = 64 * 1024;
+pub const MAX_PAYLOAD_BYTES: usize = USER_DATA_LIMIT - 4 * 1024;
+/// Stored SSH keys per instance request (each up to ~750 bytes in the user data).
+pub const MAX_SSH_KEYS: usize = 4;
 /// Most instances one call may create.
 pub const MAX_INSTANCES_PER_CALL: i64 = 10_000;
 pub const MAX_VOLUMES: usize = 7;
@@ -277,7 +281,8 @@ pub fn instance_request(at: &str, r: &InstanceRequest, need_project: bool) -> Re
         return Err(Error::invalid(
             f("payload"),
             format!(
-                "is {} bytes; cloud-init user data is limited to {MAX_PAYLOAD_BYTES} bytes",
+                "is {} bytes; at most {MAX_PAYLOAD_BYTES} (cloud-init user data is limited to \
+                 {USER_DATA_LIMIT} bytes, 4 KiB of which hold the SSH keys and phone-home lines)",
                 r.payload.len()
             ),
         ));
@@ -292,7 +297,14 @@ pub fn instance_request(at: &str, r: &InstanceRequest, need_project: bool) -> Re
     if !r.ssh_key_name.trim().is_empty() {
         ssh_keys.push(r.ssh_key_name.trim().to_owned());
     }
-    ssh_keys.dedup();
+    let mut seen = std::collections::HashSet::new();
+    ssh_keys.retain(|k| seen.insert(k.clone()));
+    if ssh_keys.len() > MAX_SSH_KEYS {
+        return Err(Error::invalid(
+            f("ssh_keys"),
+            format!("at most {MAX_SSH_KEYS} SSH keys"),
+        ));
+    }
     if let Some(i) = ssh_keys.iter().position(String::is_empty) {
         return Err(Error::invalid(
             format!("{at}.ssh_keys[{i}]"),
@@ -379,6 +391,10 @@ mod tests {
                 "instances[0].payload_path",
             ),
             (
+                |r| r.ssh_keys = (0..5).map(|i| format!("k{i}")).collect(),
+                "instances[0].ssh_keys",
+            ),
+            (
                 |r| {
                     r.provision = true;
                     r.payload = "x".repeat(MAX_PAYLOAD_BYTES + 1)
@@ -415,6 +431,26 @@ mod tests {
                 other => panic!("expected {field} to be rejected, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn payload_limit_leaves_room_for_the_wrapper() {
+        let at_limit = InstanceRequest {
+            provision: true,
+            payload: "x".repeat(MAX_PAYLOAD_BYTES),
+            ..req()
+        };
+        assert!(instance_request("i", &at_limit, false).is_ok());
+        assert_eq!(MAX_PAYLOAD_BYTES + 4 * 1024, USER_DATA_LIMIT);
+        let keys = InstanceRequest {
+            ssh_keys: vec!["a".into(), "b".into()],
+            ssh_key_name: "a".into(),
+            ..req()
+        };
+        assert_eq!(
+            instance_request("i", &keys, false).unwrap().ssh_keys,
+            ["a", "b"]
+        );
     }
 
     #[test]
