@@ -37,7 +37,10 @@ pub fn bin_dir() -> PathBuf {
         return PathBuf::from(dir);
     }
     let exe = std::env::current_exe().expect("current executable path");
-    let mut dir = exe.parent().expect("executable has a directory").to_path_buf();
+    let mut dir = exe
+        .parent()
+        .expect("executable has a directory")
+        .to_path_buf();
     if dir.ends_with("deps") {
         dir.pop();
     }

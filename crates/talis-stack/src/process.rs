@@ -133,7 +133,11 @@ impl Service {
             .timeout(Duration::from_secs(2))
             .build()?;
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 bail!(
                     "{} exited during start-up ({status}); last log lines:\n{}",
                     self.spec.name,
