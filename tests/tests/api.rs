@@ -974,6 +974,59 @@ async fn ten_thousand_instances_in_one_call() -> Result<()> {
     Ok(())
 }
 
+/// The claim of a 10 000-instance task whose request carries a 60 KiB script holds the script
+/// once: the answer grows by a small row per instance (a script per instance would be 600 MB).
+#[tokio::test(flavor = "multi_thread")]
+async fn ten_thousand_instance_claim_holds_the_script_once() -> Result<()> {
+    let api = Api::start().await?;
+    let (_, key) = api.user("u").await?;
+    let script = format!("#!/bin/sh\n# {}\n", "x".repeat(60 * 1024 - 13));
+    assert_eq!(script.len(), 60 * 1024);
+    let mut req = instances(10_000);
+    req["provision"] = json!(true);
+    req["execute_payload"] = json!(true);
+    req["payload"] = json!(script);
+    let p = api
+        .ok(
+            Route::Typed,
+            &key,
+            "project.create",
+            json!({ "name": "big", "instances": [req] }),
+        )
+        .await?;
+    let resp = api
+        .http
+        .post(api.url("/internal/v1/task.claim"))
+        .bearer_auth(api::INTERNAL_SECRET)
+        .json(&json!({ "task_id": p["task_id"], "invocation_id": "inv-big" }))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 200);
+    let body = resp.bytes().await?;
+    println!("10 000-instance claim answer: {} bytes", body.len());
+    // A few hundred bytes per instance (id, name, status, phone-home URL …) plus the script once.
+    assert!(
+        body.len() < script.len() + 10_000 * 300,
+        "claim answer is {} bytes",
+        body.len()
+    );
+    let d = &serde_json::from_slice::<Value>(&body)?["data"];
+    let requests = d["requests"].as_array().unwrap();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0]["payload"], json!(script));
+    let claimed = d["instances"].as_array().unwrap();
+    assert_eq!(claimed.len(), 10_000);
+    assert!(
+        claimed
+            .iter()
+            .all(|i| i["request"] == 0 && i.get("payload").is_none())
+    );
+    let ids: Vec<&Value> = claimed.iter().map(|i| &i["ID"]).collect();
+    let created: Vec<&Value> = p["instance_ids"].as_array().unwrap().iter().collect();
+    assert_eq!(ids, created);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn internal_rpc_drives_a_task_and_phone_home_checks_its_token() -> Result<()> {
     let api = Api::start().await?;
@@ -1002,7 +1055,8 @@ async fn internal_rpc_drives_a_task_and_phone_home_checks_its_token() -> Result<
         (d["claimed"].as_bool(), d["task"]["status"].as_str()),
         (Some(true), Some("running"))
     );
-    assert_eq!(d["instances"][0]["payload"], "#!/bin/sh\necho ready\n");
+    assert_eq!(d["requests"][0]["payload"], "#!/bin/sh\necho ready\n");
+    assert_eq!(d["instances"][0]["request"], 0);
     let url = d["instances"][0]["phone_home_url"]
         .as_str()
         .unwrap()

@@ -11,8 +11,8 @@ use restate_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use talis_api::internal::{
-    ClaimedTask, InstanceTransition, InstanceTransitionBatch, TaskClaim, TaskFinish,
-    TransitionsApplied,
+    ClaimedRequest, ClaimedTask, InstanceTransition, InstanceTransitionBatch, TaskClaim,
+    TaskFinish, TransitionsApplied,
 };
 use talis_api::{InstanceStatus, TaskAction, TaskStatus, VolumeDetail};
 use talis_provider::{BatchMember, MachineBatch, VolumeSpec};
@@ -66,44 +66,52 @@ fn plan_from_claim(c: ClaimedTask, task_id: &str) -> Plan {
         TaskAction::TerminateInstances => Action::TerminateInstances,
         TaskAction::DeleteProject => Action::DeleteProject,
     };
+    // Each distinct script is journaled once; it runs only when the owner asked for it
+    // (`execute_payload`).
     let mut payloads: Vec<String> = Vec::new();
-    let instances = c
-        .instances
-        .into_iter()
-        .map(|ci| {
-            // The payload runs only when the owner asked for it (`execute_payload`).
-            let payload = (ci.execute_payload && !ci.payload.is_empty()).then(|| {
+    let request_payload: Vec<Option<usize>> = c
+        .requests
+        .iter()
+        .map(|r| {
+            (r.execute_payload && !r.payload.is_empty()).then(|| {
                 payloads
                     .iter()
-                    .position(|p| *p == ci.payload)
+                    .position(|p| *p == r.payload)
                     .unwrap_or_else(|| {
-                        payloads.push(ci.payload.clone());
+                        payloads.push(r.payload.clone());
                         payloads.len() - 1
                     })
-            });
-            let i = ci.instance;
+            })
+        })
+        .collect();
+    let no_request = ClaimedRequest::default();
+    let instances = c
+        .instances
+        .iter()
+        .map(|ci| {
+            let r = c.request_of(ci).unwrap_or(&no_request);
             Inst {
-                id: i.id.to_string(),
-                name: i.name,
-                region: i.region,
-                size: i.size,
-                image: i.image,
-                ssh_public_keys: ci.ssh_keys.into_iter().map(|k| k.public_key).collect(),
-                tags: i.tags,
-                volumes: ci
+                id: ci.id.to_string(),
+                name: ci.name.clone(),
+                region: r.region.clone(),
+                size: r.size.clone(),
+                image: r.image.clone(),
+                ssh_public_keys: r.ssh_keys.iter().map(|k| k.public_key.clone()).collect(),
+                tags: r.tags.clone(),
+                volumes: r
                     .volumes
-                    .into_iter()
+                    .iter()
                     .map(|v| Vol {
-                        name: v.name,
+                        name: v.name.clone(),
                         size_gb: u32::try_from(v.size_gb.max(1)).unwrap_or(1),
-                        filesystem_type: Some(v.filesystem).filter(|f| !f.is_empty()),
-                        mount_point: v.mount_point,
+                        filesystem_type: Some(v.filesystem.clone()).filter(|f| !f.is_empty()),
+                        mount_point: v.mount_point.clone(),
                     })
                     .collect(),
-                payload,
-                phone_home_url: Some(ci.phone_home_url).filter(|u| !u.is_empty()),
-                status: i.status.as_str().to_string(),
-                provider_ref: Some(i.provider_ref).filter(|r| !r.is_empty()),
+                payload: request_payload.get(ci.request).copied().flatten(),
+                phone_home_url: Some(ci.phone_home_url.clone()).filter(|u| !u.is_empty()),
+                status: ci.status.as_str().to_string(),
+                provider_ref: Some(ci.provider_ref.clone()).filter(|r| !r.is_empty()),
             }
         })
         .collect();
@@ -469,16 +477,16 @@ mod tests {
                      "dispatched_at": null, "finished_at": null, "invocation_id": "inv_1"},
             "project": {"ID": 3, "owner_id": 1, "name": "demo", "description": "", "config": "",
                         "status": "active", "created_at": "", "updated_at": ""},
-            "instances": [{
-                "ID": 11, "owner_id": 1, "project_id": 3, "name": "web-1", "provider_id": "do",
-                "provider_ref": "", "provider_instance_id": 0, "public_ip": "", "region": "nyc3",
-                "size": "s-1vcpu-1gb", "image": "ubuntu-24-04-x64", "tags": ["env=prod"],
-                "status": "pending", "volume_ids": [], "volume_details": [], "error": "",
-                "create_task_id": 7, "last_task_id": 7, "created_at": "", "updated_at": "",
+            "requests": [{
+                "provider_id": "do", "region": "nyc3", "size": "s-1vcpu-1gb",
+                "image": "ubuntu-24-04-x64", "tags": ["env=prod"],
                 "ssh_keys": [{"name": "me", "public_key": "ssh-ed25519 AAAA me"}],
                 "volumes": [{"name": "data", "size_gb": 10, "region": "", "filesystem": "ext4", "mount_point": "/data"}],
-                "provision": true, "payload": "echo hi", "execute_payload": true,
-                "phone_home_url": "http://api/v1/phone-home/11?token=abc"
+                "provision": true, "payload": "echo hi", "execute_payload": true
+            }],
+            "instances": [{
+                "ID": 11, "name": "web-1", "status": "pending", "provider_ref": "", "public_ip": "",
+                "request": 0, "phone_home_url": "http://api/v1/phone-home/11?token=abc"
             }]
         });
         let claimed: ClaimedTask = match serde_json::from_value(v) {

@@ -10,13 +10,18 @@
 //! | `task.event` | [`TaskEventRecord`] | [`EventRecorded`] |
 //! | `task.finish` | [`TaskFinish`] | [`Task`](crate::Task) |
 //!
-//! The phone-home URL of each claimed instance is `ClaimedInstance::phone_home_url`; it is built
-//! by [`phone_home_url`] from `public_url` and the internal secret.
+//! A claim lists each distinct instance request once (`ClaimedTask::requests`: region, size,
+//! image, tags, volumes, SSH keys, provisioning script) and every instance refers to its request
+//! by index (`ClaimedInstance::request`), so 10 000 instances sharing a 60 KiB script make an
+//! answer of a few MB, not 600 MB. The phone-home URL of each claimed instance is
+//! `ClaimedInstance::phone_home_url`; it is built by [`phone_home_url`] from `public_url` and the
+//! internal secret.
 
 pub use talis_core::auth::{phone_home_token, phone_home_url};
 pub use talis_core::params::{
-    ClaimedInstance, ClaimedTask, EventRecorded, InstanceTransition, InstanceTransitionBatch,
-    TaskClaim, TaskEventRecord, TaskFinish, TransitionResult, TransitionsApplied,
+    ClaimedInstance, ClaimedRequest, ClaimedTask, EventRecorded, InstanceTransition,
+    InstanceTransitionBatch, TaskClaim, TaskEventRecord, TaskFinish, TransitionResult,
+    TransitionsApplied,
 };
 pub use talis_core::service::INTERNAL_METHODS as METHODS;
 

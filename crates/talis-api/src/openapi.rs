@@ -58,7 +58,7 @@ pub const PUBLIC: &[MethodDoc] = docs! {
 
 /// Every internal method (workflows only).
 pub const INTERNAL: &[MethodDoc] = docs! {
-    "task.claim" => TaskClaim, ClaimedTask, "pending → running for this invocation; the task, project and full instance specs.";
+    "task.claim" => TaskClaim, ClaimedTask, "pending → running for this invocation; the task, project, each distinct instance request once and the instances (referring to their request by index).";
     "instance.transition" => InstanceTransition, Instance, "Apply a legal instance transition (same status: no-op; illegal: 409).";
     "instance.transitionBatch" => InstanceTransitionBatch, TransitionsApplied, "Many transitions of one task in one transaction, each with its step event; refused ones reported per item.";
     "task.event" => TaskEventRecord, EventRecorded, "Append a step event (a repeated event_key is a no-op).";

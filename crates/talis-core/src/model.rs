@@ -48,7 +48,7 @@ impl Project {
 }
 
 /// A volume to create and attach (request side).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct VolumeConfig {
     pub name: String,
@@ -293,7 +293,7 @@ impl TaskEvent {
 }
 
 /// An SSH public key handed to the provider for an instance.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub struct SshPublicKey {
     pub name: String,
     pub public_key: String,

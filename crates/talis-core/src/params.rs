@@ -305,25 +305,56 @@ pub struct TaskClaim {
     pub invocation_id: String,
 }
 
-/// Everything a workflow needs to run a task.
+/// Everything a workflow needs to run a task. Each distinct instance request (the spec many
+/// instances share, with its provisioning script of up to 60 KiB) appears once in `requests`;
+/// instances refer to it by index, so the answer grows by a small row per instance, not by a
+/// script per instance.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ClaimedTask {
     /// False when the task is already finished (e.g. terminated by its owner): do nothing.
     pub claimed: bool,
+    /// The task without `logs` and `result` (they grow with the instances; `task.get` has them).
     pub task: Task,
     pub project: Project,
+    pub requests: Vec<ClaimedRequest>,
     pub instances: Vec<ClaimedInstance>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct ClaimedInstance {
-    #[serde(flatten)]
-    pub instance: Instance,
+impl ClaimedTask {
+    /// The request an instance was made from.
+    pub fn request_of(&self, instance: &ClaimedInstance) -> Option<&ClaimedRequest> {
+        self.requests.get(instance.request)
+    }
+}
+
+/// The spec shared by the instances of one instance request.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub struct ClaimedRequest {
+    pub provider_id: String,
+    pub region: String,
+    pub size: String,
+    pub image: String,
+    pub tags: Vec<String>,
     pub volumes: Vec<VolumeConfig>,
     pub provision: bool,
+    /// The provisioning script; empty in terminate and delete tasks, which never run it.
     pub payload: String,
     pub execute_payload: bool,
     pub ssh_keys: Vec<SshPublicKey>,
+}
+
+/// One instance of a claimed task: its identity and progress (the full row is `instance.get`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ClaimedInstance {
+    #[serde(rename = "ID")]
+    pub id: i64,
+    pub name: String,
+    pub status: InstanceStatus,
+    /// The provider's id of the machine; empty until created.
+    pub provider_ref: String,
+    pub public_ip: String,
+    /// Index into [`ClaimedTask::requests`].
+    pub request: usize,
     /// `{public_url}/v1/phone-home/{id}?token=…`; empty when `public_url` is not set.
     pub phone_home_url: String,
 }

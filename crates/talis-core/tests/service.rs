@@ -279,10 +279,19 @@ fn workflow_lifecycle_through_internal_rpc() {
         .unwrap();
     assert_eq!(claim["claimed"], true);
     assert_eq!(claim["task"]["status"], "running");
+    // Both instances refer to the one request, which carries the spec once.
+    assert_eq!(claim["requests"].as_array().unwrap().len(), 1);
+    assert_eq!(claim["instances"].as_array().unwrap().len(), 2);
+    let spec = &claim["requests"][0];
+    assert_eq!(spec["payload"], "#!/bin/sh\necho hi\n");
+    assert_eq!(spec["ssh_keys"][0]["name"], "me");
+    assert_eq!(spec["volumes"][0]["size_gb"], 20);
     let inst = &claim["instances"][0];
-    assert_eq!(inst["payload"], "#!/bin/sh\necho hi\n");
-    assert_eq!(inst["ssh_keys"][0]["name"], "me");
-    assert_eq!(inst["volumes"][0]["size_gb"], 20);
+    assert_eq!(
+        (&inst["request"], &claim["instances"][1]["request"]),
+        (&json!(0), &json!(0))
+    );
+    assert!(inst.get("payload").is_none(), "{inst}");
     let id = inst["ID"].as_i64().unwrap();
     let token = talis_core::auth::phone_home_token("internal", id);
     assert_eq!(
@@ -387,6 +396,83 @@ fn project_delete_with_live_instances_queues_a_task() {
     // The name can be reused.
     env.call(&alice, "project.create", json!({ "name": "p" }))
         .unwrap();
+}
+
+#[test]
+fn claim_lists_each_distinct_request_once() {
+    let env = Env::new();
+    let alice = env.user("alice");
+    let mut a = req(3);
+    a["provision"] = json!(true);
+    a["payload"] = json!("#!/bin/sh\necho a\n");
+    let mut b = a.clone();
+    b["region"] = json!("ams3");
+    // The same spec twice, a different region once: two distinct requests.
+    let data = env
+        .call(
+            &alice,
+            "project.create",
+            json!({ "name": "p", "instances": [a.clone(), b, a] }),
+        )
+        .unwrap();
+    let task_id = data["task_id"].as_i64().unwrap();
+    let claim = env
+        .internal(
+            "task.claim",
+            json!({ "task_id": task_id, "invocation_id": "i" }),
+        )
+        .unwrap();
+    let requests = claim["requests"].as_array().unwrap();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    let regions: Vec<&str> = claim["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            requests[i["request"].as_u64().unwrap() as usize]["region"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        regions,
+        [
+            "nyc3", "nyc3", "nyc3", "ams3", "ams3", "ams3", "nyc3", "nyc3", "nyc3"
+        ]
+    );
+    assert!(
+        requests
+            .iter()
+            .all(|r| r["payload"] == "#!/bin/sh\necho a\n")
+    );
+    assert_eq!(
+        (claim["task"]["logs"].as_str(), &claim["task"]["result"]),
+        (Some(""), &Value::Null)
+    );
+
+    // A terminate task never runs the script, so its claim does not carry it.
+    let ids = &data["instance_ids"];
+    let t = env
+        .call(
+            &alice,
+            "instance.terminate",
+            json!({ "project_name": "p", "instance_ids": [ids[0], ids[4]] }),
+        )
+        .unwrap();
+    let claim = env
+        .internal(
+            "task.claim",
+            json!({ "task_id": t["task_id"], "invocation_id": "j" }),
+        )
+        .unwrap();
+    assert_eq!(claim["instances"].as_array().unwrap().len(), 2);
+    let requests = claim["requests"].as_array().unwrap();
+    assert_eq!(requests.len(), 2);
+    assert!(
+        requests
+            .iter()
+            .all(|r| r["payload"] == "" && r["provision"] == true)
+    );
 }
 
 #[test]

@@ -1,11 +1,22 @@
 //! Internal RPC for the workflows. Every method is idempotent: Restate may replay a call.
 
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+
 use super::Service;
-use crate::db::{RowExt, Value};
+use crate::db::{Row, RowExt, Value};
 use crate::model::{Instance, Project, SshPublicKey, VolumeConfig};
 use crate::params::*;
-use crate::status::{InstanceStatus, TaskStatus};
+use crate::status::{InstanceStatus, TaskAction, TaskStatus};
 use crate::{Error, Result, auth, now, validate};
+
+/// A text column without copying it ("" when it is not text).
+fn text_ref(r: &[Value], i: usize) -> &str {
+    match r.get(i) {
+        Some(Value::Text(s)) => s,
+        _ => "",
+    }
+}
 
 impl Service<'_> {
     pub(super) fn task_claim(&self, p: TaskClaim) -> Result<ClaimedTask> {
@@ -35,43 +46,106 @@ impl Service<'_> {
                     true
                 }
             };
-            let task = self.task_scoped(None, id)?;
+            let task = crate::model::Task { logs: String::new(), result: None, ..self.task_scoped(None, id)? };
             let project = self
                 .q1(&format!("SELECT {} FROM projects WHERE id = ?", Project::COLUMNS), &[task.project_id.into()])?
                 .map(|r| Project::from_row(&r))
                 .ok_or(Error::NotFound("project"))?;
-            let cols: String = Instance::COLUMNS.split(", ").map(|c| format!("i.{}", c.trim())).collect::<Vec<_>>().join(", ");
-            let rows = self.q(
-                &format!(
-                    "SELECT {cols}, r.volumes, r.provision, r.payload, r.execute_payload, r.ssh_keys \
-                     FROM task_instances x JOIN instances i ON i.id = x.instance_id \
-                     JOIN instance_requests r ON r.id = i.request_id WHERE x.task_id = ? ORDER BY i.id"
-                ),
-                &[id.into()],
-            )?;
-            let n = Instance::COLUMNS.split(',').count();
-            let instances = rows
-                .iter()
-                .map(|r| {
-                    let instance = Instance::from_row(r);
-                    let phone_home_url = if self.cfg.public_url.is_empty() {
-                        String::new()
-                    } else {
-                        auth::phone_home_url(&self.cfg.public_url, &self.cfg.internal_secret, instance.id)
-                    };
-                    ClaimedInstance {
-                        volumes: serde_json::from_str::<Vec<VolumeConfig>>(&r.text(n)).unwrap_or_default(),
-                        provision: r.int(n + 1) != 0,
-                        payload: r.text(n + 2),
-                        execute_payload: r.int(n + 3) != 0,
-                        ssh_keys: serde_json::from_str::<Vec<SshPublicKey>>(&r.text(n + 4)).unwrap_or_default(),
-                        phone_home_url,
-                        instance,
-                    }
-                })
-                .collect();
-            Ok(ClaimedTask { claimed, task, project, instances })
+            let (requests, instances) = self.claimed_instances(id, task.action == TaskAction::CreateInstances)?;
+            Ok(ClaimedTask { claimed, task, project, requests, instances })
         })
+    }
+
+    /// The task's instances and the distinct requests they were made from (each once, however
+    /// many instances share it). Only a create task carries the provisioning scripts.
+    fn claimed_instances(
+        &self,
+        task_id: i64,
+        with_payload: bool,
+    ) -> Result<(Vec<ClaimedRequest>, Vec<ClaimedInstance>)> {
+        let rows = self.q(
+            "SELECT i.id, i.name, i.status, i.provider_ref, i.public_ip, i.request_id, i.provider_id, \
+             i.region, i.size, i.image, i.tags FROM task_instances x JOIN instances i ON i.id = x.instance_id \
+             WHERE x.task_id = ? ORDER BY i.id",
+            &[task_id.into()],
+        )?;
+        let stored: HashMap<i64, Row> = self
+            .q(
+                "SELECT id, provision, CASE WHEN ?2 THEN payload ELSE '' END, execute_payload, ssh_keys, volumes \
+                 FROM instance_requests WHERE id IN (SELECT DISTINCT i.request_id FROM task_instances x \
+                 JOIN instances i ON i.id = x.instance_id WHERE x.task_id = ?1)",
+                &[task_id.into(), with_payload.into()],
+            )?
+            .into_iter()
+            .map(|r| (r.int(0), r))
+            .collect();
+        // Instances of one stored request share its spec; equal specs of different requests
+        // (the same request sent twice) are merged by content.
+        let mut requests: Vec<ClaimedRequest> = Vec::new();
+        let mut by_content: HashMap<u64, Vec<usize>> = HashMap::new();
+        let mut by_row: HashMap<(i64, &str, &str, &str, &str, &str), usize> = HashMap::new();
+        let mut instances = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let key = (
+                r.int(5),
+                text_ref(r, 6),
+                text_ref(r, 7),
+                text_ref(r, 8),
+                text_ref(r, 9),
+                text_ref(r, 10),
+            );
+            let request = match by_row.get(&key) {
+                Some(&i) => i,
+                None => {
+                    let s = stored.get(&key.0).map(|s| s.as_slice()).unwrap_or_default();
+                    let spec = ClaimedRequest {
+                        provider_id: key.1.to_owned(),
+                        region: key.2.to_owned(),
+                        size: key.3.to_owned(),
+                        image: key.4.to_owned(),
+                        tags: serde_json::from_str(key.5).unwrap_or_default(),
+                        volumes: serde_json::from_str::<Vec<VolumeConfig>>(&s.text(5))
+                            .unwrap_or_default(),
+                        provision: s.int(1) != 0,
+                        payload: s.text(2),
+                        execute_payload: s.int(3) != 0,
+                        ssh_keys: serde_json::from_str::<Vec<SshPublicKey>>(&s.text(4))
+                            .unwrap_or_default(),
+                    };
+                    let hash = {
+                        let mut h = DefaultHasher::new();
+                        spec.hash(&mut h);
+                        h.finish()
+                    };
+                    let same = by_content.entry(hash).or_default();
+                    let i = match same.iter().find(|&&i| requests[i] == spec) {
+                        Some(&i) => i,
+                        None => {
+                            requests.push(spec);
+                            same.push(requests.len() - 1);
+                            requests.len() - 1
+                        }
+                    };
+                    by_row.insert(key, i);
+                    i
+                }
+            };
+            let id = r.int(0);
+            instances.push(ClaimedInstance {
+                id,
+                name: r.text(1),
+                status: r.text(2).parse().unwrap_or(InstanceStatus::Unknown),
+                provider_ref: r.text(3),
+                public_ip: r.text(4),
+                request,
+                phone_home_url: if self.cfg.public_url.is_empty() {
+                    String::new()
+                } else {
+                    auth::phone_home_url(&self.cfg.public_url, &self.cfg.internal_secret, id)
+                },
+            });
+        }
+        Ok((requests, instances))
     }
 
     pub(super) fn instance_transition(&self, p: InstanceTransition) -> Result<Instance> {
