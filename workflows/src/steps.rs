@@ -3,10 +3,8 @@
 //! retryable (5xx, 429, timeouts, component restarting) → `HandlerError` (Restate retries the
 //! step with its policy); terminal (4xx with the provider's message) → recorded as an outcome.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use futures::{StreamExt, stream};
 use restate_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -20,10 +18,6 @@ use talis_provider::{BatchMember, MachineBatch, VolumeSpec};
 use crate::App;
 use crate::plan::{Action, Batch, Inst, Plan, Vol};
 use crate::rpc::RpcError;
-
-/// Concurrent provider calls one step makes (additionally paced by the provider client's
-/// per-token rate limiter).
-const FAN_OUT: usize = 16;
 
 pub(crate) fn rpc_err(e: RpcError) -> HandlerError {
     if e.is_retryable() {
@@ -231,48 +225,68 @@ pub(crate) struct Wave {
     pub retry_after_ms: u64,
 }
 
-/// Ensures the machines of several batches (one by-tag look-up per batch; creation idempotent
-/// by instance tag) and their volumes. A terminal provider error fails the members of its batch
-/// with the provider's message; a rate limit defers the batch; another retryable error fails
-/// the step so Restate retries it (machines already made are found again by tag, never
-/// duplicated).
+/// Ensures the machines of several batches in one provider round: one look-up of the project
+/// (and of the volumes, if any instance has some), then one multi-create per batch, or per
+/// machine with volumes (volumes created first, attached by the create). Creation is idempotent
+/// by machine name, so a retried step finds what an earlier attempt made. A terminal provider
+/// error fails the members of its batch with the provider's message; a rate limit defers the
+/// batch; another retryable error fails the step so Restate retries it.
 pub(crate) async fn ensure_batches(
     app: Arc<App>,
     plan: Arc<Plan>,
     batches: Vec<Batch>,
 ) -> HandlerResult<Json<Wave>> {
-    let results: Vec<(usize, Result<Vec<Ensured>, talis_provider::Error>)> =
-        stream::iter(batches.into_iter().enumerate())
-            .map(|(pos, b)| {
-                let app = app.clone();
-                let plan = plan.clone();
-                async move { (pos, ensure_batch(&app, &plan, b).await) }
-            })
-            .buffer_unordered(FAN_OUT)
-            .collect()
-            .await;
+    let specs: Vec<MachineBatch> = batches.iter().map(|b| machine_batch(&plan, b)).collect();
+    let results = app
+        .provider
+        .ensure_round(&specs)
+        .await
+        .map_err(provider_err)?;
     let mut wave = Wave::default();
-    for (pos, r) in results {
+    for (pos, (b, r)) in batches.iter().zip(results).enumerate() {
         match r {
-            Ok(v) => wave.ensured.extend(v),
+            Ok(machines) => {
+                wave.ensured
+                    .extend(b.members.iter().zip(machines).map(|(&index, e)| {
+                        let inst = &plan.instances[index];
+                        Ensured {
+                            index,
+                            provider_ref: Some(e.machine.provider_ref),
+                            volumes: e
+                                .volumes
+                                .into_iter()
+                                .map(|v| VolumeDetail {
+                                    mount_point: mount_point(inst, &v.name),
+                                    id: v.provider_ref,
+                                    name: v.name,
+                                    region: v.region,
+                                    size_gb: i64::from(v.size_gigabytes),
+                                })
+                                .collect(),
+                            error: None,
+                        }
+                    }))
+            }
             Err(talis_provider::Error::RateLimited { retry_after }) => {
                 wave.deferred.push(pos);
                 wave.retry_after_ms = wave.retry_after_ms.max(retry_after.as_millis() as u64);
             }
-            Err(e) => return Err(HandlerError::from(e)),
+            Err(e) if e.is_retryable() => return Err(HandlerError::from(e)),
+            Err(e) => wave.ensured.extend(b.members.iter().map(|&index| Ensured {
+                index,
+                provider_ref: None,
+                volumes: vec![],
+                error: Some(e.to_string()),
+            })),
         }
     }
     wave.ensured.sort_by_key(|e| e.index);
-    wave.deferred.sort_unstable();
     Ok(Json(wave))
 }
 
-async fn ensure_batch(
-    app: &App,
-    plan: &Plan,
-    b: Batch,
-) -> Result<Vec<Ensured>, talis_provider::Error> {
-    let spec = MachineBatch {
+/// The provider's view of a batch: shared shape and script, each member's volumes.
+fn machine_batch(plan: &Plan, b: &Batch) -> MachineBatch {
+    MachineBatch {
         project_id: plan.project_id.clone(),
         region: b.region.clone(),
         size: b.size.clone(),
@@ -283,96 +297,36 @@ async fn ensure_batch(
         members: b
             .members
             .iter()
-            .map(|&i| BatchMember {
-                instance_id: plan.instances[i].id.clone(),
-                name: plan.instances[i].name.clone(),
+            .map(|&i| {
+                let inst = &plan.instances[i];
+                BatchMember {
+                    instance_id: inst.id.clone(),
+                    name: inst.name.clone(),
+                    volumes: inst
+                        .volumes
+                        .iter()
+                        .map(|v| VolumeSpec {
+                            instance_id: inst.id.clone(),
+                            project_id: plan.project_id.clone(),
+                            name: crate::plan::volume_name(&v.name, &inst.id),
+                            region: inst.region.clone(),
+                            size_gigabytes: v.size_gb,
+                            filesystem_type: v.filesystem_type.clone(),
+                        })
+                        .collect(),
+                }
             })
             .collect(),
-    };
-    let failed = |msg: String| -> Vec<Ensured> {
-        b.members
-            .iter()
-            .map(|&index| Ensured {
-                index,
-                provider_ref: None,
-                volumes: vec![],
-                error: Some(msg.clone()),
-            })
-            .collect()
-    };
-    let machines = match app.provider.ensure_machines(&spec).await {
-        Ok(m) => m,
-        Err(e) if e.is_retryable() => return Err(e),
-        Err(e) => return Ok(failed(e.to_string())),
-    };
-    let by_instance: HashMap<Option<String>, String> = machines
-        .into_iter()
-        .map(|m| (m.instance_id, m.provider_ref))
-        .collect();
-    let mut out = Vec::with_capacity(b.members.len());
-    for &index in &b.members {
-        let inst = &plan.instances[index];
-        let Some(r) = by_instance.get(&Some(inst.id.clone())).cloned() else {
-            out.push(Ensured {
-                index,
-                provider_ref: None,
-                volumes: vec![],
-                error: Some("the provider returned no machine for this instance".into()),
-            });
-            continue;
-        };
-        match ensure_volumes(app, plan, inst, &r).await {
-            Ok(volumes) => out.push(Ensured {
-                index,
-                provider_ref: Some(r),
-                volumes,
-                error: None,
-            }),
-            Err(e) if e.is_retryable() => return Err(e),
-            Err(e) => out.push(Ensured {
-                index,
-                provider_ref: Some(r),
-                volumes: vec![],
-                error: Some(format!("volume: {e}")),
-            }),
-        }
     }
-    Ok(out)
 }
 
-async fn ensure_volumes(
-    app: &App,
-    plan: &Plan,
-    inst: &Inst,
-    machine_ref: &str,
-) -> Result<Vec<VolumeDetail>, talis_provider::Error> {
-    let mut out = Vec::new();
-    for v in &inst.volumes {
-        let vol = app
-            .provider
-            .ensure_volume(&VolumeSpec {
-                instance_id: inst.id.clone(),
-                project_id: plan.project_id.clone(),
-                name: crate::plan::volume_name(&v.name, &inst.id),
-                region: inst.region.clone(),
-                size_gigabytes: v.size_gb,
-                filesystem_type: v.filesystem_type.clone(),
-            })
-            .await?;
-        if !vol.attached_to.iter().any(|m| m == machine_ref) {
-            app.provider
-                .attach_volume(&vol.provider_ref, machine_ref)
-                .await?;
-        }
-        out.push(VolumeDetail {
-            id: vol.provider_ref,
-            name: vol.name,
-            region: vol.region,
-            size_gb: i64::from(vol.size_gigabytes),
-            mount_point: v.mount_point.clone(),
-        });
-    }
-    Ok(out)
+/// The mount point the owner asked for the volume the provider knows as `provider_name`.
+fn mount_point(inst: &Inst, provider_name: &str) -> String {
+    inst.volumes
+        .iter()
+        .find(|v| crate::plan::volume_name(&v.name, &inst.id) == provider_name)
+        .map(|v: &Vol| v.mount_point.clone())
+        .unwrap_or_default()
 }
 
 /// One machine's state from a project-wide poll: only what the workflow acts on.
@@ -414,23 +368,21 @@ pub(crate) fn provider_err(e: talis_provider::Error) -> HandlerError {
     }
 }
 
-/// Destroys the machines and volumes of the given instances (by instance tag; Ok if gone).
-pub(crate) async fn destroy(app: Arc<App>, instance_ids: Vec<String>) -> HandlerResult<()> {
-    let results: Vec<Result<(), talis_provider::Error>> = stream::iter(instance_ids)
-        .map(|id| {
-            let app = app.clone();
-            async move {
-                app.provider.delete_machine(&id).await?;
-                app.provider.delete_volumes(&id).await
-            }
-        })
-        .buffer_unordered(FAN_OUT)
-        .collect()
-        .await;
-    for r in results {
-        r.map_err(provider_err)?;
-    }
-    Ok(())
+/// Destroys the machines (by name in the project) and volumes (by instance tag) of the given
+/// instances; Ok for what is already gone.
+pub(crate) async fn destroy(
+    app: Arc<App>,
+    project_id: String,
+    instance_ids: Vec<String>,
+) -> HandlerResult<()> {
+    app.provider
+        .delete_machines(&project_id, &instance_ids)
+        .await
+        .map_err(provider_err)?;
+    app.provider
+        .delete_volumes(&instance_ids)
+        .await
+        .map_err(provider_err)
 }
 
 /// Destroys everything tagged for the project; returns how many machines are still listed
@@ -444,17 +396,10 @@ pub(crate) async fn destroy_project(
         .delete_project(&project_id)
         .await
         .map_err(provider_err)?;
-    let results: Vec<Result<(), talis_provider::Error>> = stream::iter(instance_ids)
-        .map(|id| {
-            let app = app.clone();
-            async move { app.provider.delete_volumes(&id).await }
-        })
-        .buffer_unordered(FAN_OUT)
-        .collect()
-        .await;
-    for r in results {
-        r.map_err(provider_err)?;
-    }
+    app.provider
+        .delete_volumes(&instance_ids)
+        .await
+        .map_err(provider_err)?;
     let left = app
         .provider
         .list_project(&project_id)

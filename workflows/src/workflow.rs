@@ -564,8 +564,9 @@ impl<'a, 'ctx> Runner<'a, 'ctx> {
             return Ok(());
         }
         let app = self.app.clone();
+        let project = self.plan.project_id.clone();
         self.ctx
-            .run(|| steps::destroy(app, ids))
+            .run(|| steps::destroy(app, project, ids))
             .name("compensate failed")
             .retry_policy(rpc_policy())
             .await?;
@@ -590,8 +591,9 @@ impl<'a, 'ctx> Runner<'a, 'ctx> {
                 .iter()
                 .map(|&i| self.plan.instances[i].id.clone())
                 .collect();
+            let project = self.plan.project_id.clone();
             self.ctx
-                .run(|| steps::destroy(app, ids))
+                .run(|| steps::destroy(app, project, ids))
                 .name(format!("destroy machines #{n}"))
                 .retry_policy(rpc_policy())
                 .await?;

@@ -26,7 +26,12 @@ pub struct Config {
     /// Tags with this prefix should be on at most one live droplet; `/_fake/stats` counts the
     /// tags that are on more (duplicates).
     pub unique_tag_prefix: String,
-    /// Droplets carrying this tag but no `unique_tag_prefix` tag are counted as orphans.
+    /// Droplets sharing a name and a tag with this prefix (a project) are duplicates too: a
+    /// client that names machines uniquely within a group (as multi-create requires: it gives
+    /// every droplet the same tags) relies on that.
+    pub group_tag_prefix: String,
+    /// Droplets carrying this tag but neither a `unique_tag_prefix` nor a `group_tag_prefix` tag
+    /// are orphans, as are volumes carrying it that are attached to no droplet.
     pub owner_tag: String,
     /// Write state here (JSON) when it changes, and load it at start.
     pub snapshot: Option<std::path::PathBuf>,
@@ -51,6 +56,7 @@ impl Default for Config {
             faults: Vec::new(),
             seed: 1,
             unique_tag_prefix: "talis-instance-".into(),
+            group_tag_prefix: "talis-project-".into(),
             owner_tag: "talis".into(),
             snapshot: None,
             validate_requests: false,

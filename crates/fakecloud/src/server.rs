@@ -549,38 +549,46 @@ impl Fake {
         let g = self.lock();
         let now = now_ms();
         let prefix = g.config.unique_tag_prefix.as_str();
+        let group = g.config.group_tag_prefix.as_str();
         let owner = g.config.owner_tag.as_str();
         let mut by_tag: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+        let mut by_name: BTreeMap<(&str, &str), Vec<u64>> = BTreeMap::new();
         let mut by_status: BTreeMap<&str, u64> = BTreeMap::new();
         let mut orphan_droplets = Vec::new();
         for d in g.cloud.droplets.values() {
             *by_status.entry(d.status(now)).or_default() += 1;
             for t in &d.tags {
                 by_tag.entry(t).or_default().push(d.id);
+                if !group.is_empty() && t.starts_with(group) {
+                    by_name.entry((t, &d.name)).or_default().push(d.id);
+                }
             }
             let has_owner = d.tags.iter().any(|t| t == owner);
-            let has_unique = d.tags.iter().any(|t| t.starts_with(prefix));
-            if has_owner && !has_unique {
+            let has_key = d
+                .tags
+                .iter()
+                .any(|t| t.starts_with(prefix) || (!group.is_empty() && t.starts_with(group)));
+            if has_owner && !has_key {
                 orphan_droplets.push(d.id);
             }
         }
-        let duplicates: BTreeMap<&str, &Vec<u64>> = by_tag
+        let mut duplicates: BTreeMap<String, &Vec<u64>> = by_tag
             .iter()
             .filter(|(t, ids)| t.starts_with(prefix) && ids.len() > 1)
-            .map(|(t, ids)| (*t, ids))
+            .map(|(t, ids)| (t.to_string(), ids))
             .collect();
-        // A volume is orphaned when the instance it belongs to has no droplet any more.
+        duplicates.extend(
+            by_name
+                .iter()
+                .filter(|(_, ids)| ids.len() > 1)
+                .map(|((t, n), ids)| (format!("{t}/{n}"), ids)),
+        );
+        // A volume is orphaned when no droplet has it attached any more.
         let orphan_volumes: Vec<&str> = g
             .cloud
             .volumes
             .iter()
-            .filter(|v| {
-                let inst = v.tags.iter().find(|t| t.starts_with(prefix));
-                match inst {
-                    Some(t) => !by_tag.contains_key(t.as_str()),
-                    None => v.tags.iter().any(|t| t == owner),
-                }
-            })
+            .filter(|v| v.droplet_ids.is_empty() && v.tags.iter().any(|t| t == owner))
             .map(|v| v.id.as_str())
             .collect();
         let total: u64 = g.calls.values().flat_map(|m| m.values()).sum();

@@ -18,6 +18,6 @@ pub use digitalocean::{Config, DigitalOcean};
 pub use error::{Error, Result};
 pub use limiter::RateLimiter;
 pub use model::{
-    BatchMember, Machine, MachineBatch, MachineSpec, MachineStatus, Volume, VolumeSpec,
+    BatchMember, Ensured, Machine, MachineBatch, MachineSpec, MachineStatus, Volume, VolumeSpec,
 };
 pub use provider::Provider;

@@ -26,12 +26,30 @@ pub struct MachineBatch {
     pub members: Vec<BatchMember>,
 }
 
-/// One machine of a batch. `name` must be unique within the project: after a crash between
-/// "provider accepted" and "instance tag applied", the machine is recognised by project tag + name.
+/// One machine of a batch. Its provider name is [`tags::machine_name`]`(name, instance_id)`,
+/// unique within the project: after a crash between "provider accepted" and "journaled" the
+/// machine is found by project tag + that name. A member with volumes is created on its own,
+/// its volumes first, so the provider attaches them at creation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchMember {
     pub instance_id: String,
     pub name: String,
+    #[serde(default)]
+    pub volumes: Vec<VolumeSpec>,
+}
+
+impl BatchMember {
+    /// The machine's provider name.
+    pub fn machine_name(&self) -> String {
+        tags::machine_name(&self.name, &self.instance_id)
+    }
+}
+
+/// One ensured machine with the volumes attached to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ensured {
+    pub machine: Machine,
+    pub volumes: Vec<Volume>,
 }
 
 /// One machine to ensure (a batch of one).
@@ -64,6 +82,7 @@ impl From<MachineSpec> for MachineBatch {
             members: vec![BatchMember {
                 instance_id: s.instance_id,
                 name: s.name,
+                volumes: Vec::new(),
             }],
         }
     }
@@ -123,7 +142,7 @@ impl MachineBatch {
         let mut names = std::collections::HashSet::new();
         let mut ids = std::collections::HashSet::new();
         for m in &self.members {
-            if !is_valid_hostname(&m.name) {
+            if !is_valid_hostname(&m.name) || !is_valid_hostname(&m.machine_name()) {
                 return Err(Error::invalid(
                     "name",
                     format!(
@@ -132,11 +151,20 @@ impl MachineBatch {
                     ),
                 ));
             }
-            if !tags::is_valid(&tags::instance(&m.instance_id)) {
+            if tags::instance_of_machine(&m.machine_name()) != Some(m.instance_id.as_str()) {
                 return Err(Error::invalid(
                     "instance_id",
-                    format!("{:?} cannot be used in a tag", m.instance_id),
+                    format!("{:?}: letters, digits and '-' only", m.instance_id),
                 ));
+            }
+            for v in &m.volumes {
+                v.validate()?;
+                if v.region != self.region {
+                    return Err(Error::invalid(
+                        "volume.region",
+                        "a volume must be in its machine's region",
+                    ));
+                }
             }
             if !names.insert(&m.name) {
                 return Err(Error::invalid(
@@ -154,7 +182,8 @@ impl MachineBatch {
         Ok(())
     }
 
-    /// Tags shared by every machine of the batch (the instance tag is added per machine).
+    /// Tags of every machine of the batch (a multi-create gives all its machines the same tags;
+    /// a machine's instance is in its name).
     pub fn shared_tags(&self) -> Vec<String> {
         let mut t = vec![tags::TALIS.to_string(), tags::project(&self.project_id)];
         t.extend(self.extra_tags.iter().cloned());
@@ -188,7 +217,8 @@ pub struct Machine {
     /// Provider id (DigitalOcean droplet id, as a string so other providers fit).
     pub provider_ref: String,
     pub name: String,
-    /// From the machine's instance tag; `None` for a machine not (yet) tagged.
+    /// From the machine's name ([`tags::machine_name`]) or an instance tag; `None` for a
+    /// machine Talis did not name.
     pub instance_id: Option<String>,
     pub project_id: Option<String>,
     pub status: MachineStatus,
@@ -288,6 +318,7 @@ mod tests {
                 .map(|i| BatchMember {
                     instance_id: format!("i{i}"),
                     name: format!("web-{i}"),
+                    volumes: vec![],
                 })
                 .collect(),
         }

@@ -6,10 +6,11 @@ use std::collections::HashSet;
 use async_trait::async_trait;
 
 use crate::error::Result;
-use crate::model::{Machine, MachineBatch, MachineSpec, Volume, VolumeSpec};
+use crate::model::{Ensured, Machine, MachineBatch, MachineSpec, Volume, VolumeSpec};
 
 /// Every method is safe to call again after a crash or a retryable error: creation is keyed by
-/// the instance tag (see [`crate::tags`]), deletion of something already gone succeeds.
+/// the machine name within the project (see [`crate::tags::machine_name`]) and the volume name
+/// within the region; deletion of something already gone succeeds.
 #[async_trait]
 pub trait Provider: Send + Sync {
     /// Short provider name, as stored in `instances.provider` (e.g. "digitalocean").
@@ -18,12 +19,20 @@ pub trait Provider: Send + Sync {
     /// Most members of one [`MachineBatch`] (DigitalOcean: 10, its multi-create limit).
     fn max_batch(&self) -> usize;
 
-    /// Ensures one machine per batch member: one look-up of the project finds the members whose
-    /// machine exists (by instance tag, or by project tag + name if it is untagged); the others
-    /// are created, each carrying its instance tag. Never creates two machines for one
-    /// instance; duplicates found (from an earlier race) are destroyed, the oldest kept. The
-    /// result follows the order of `batch.members`.
-    async fn ensure_machines(&self, batch: &MachineBatch) -> Result<Vec<Machine>>;
+    /// One ensure round for batches of one project: one look-up of the project (and, if any
+    /// member has volumes, of the volumes) finds what exists by name; the rest is created —
+    /// machines without volumes in one call per batch, machines with volumes one by one after
+    /// their volumes. Never creates two machines for one instance; duplicates found (from an
+    /// earlier race) are destroyed, the oldest kept. Retryable failures are retried after a new
+    /// look-up. The outer error is for the round (e.g. invalid input); the inner ones, in the
+    /// order of `batches`, for each batch (terminal, or a long rate limit to wait out).
+    async fn ensure_round(&self, batches: &[MachineBatch]) -> Result<Vec<Result<Vec<Ensured>>>>;
+
+    /// [`Provider::ensure_round`] for one batch; the machines follow `batch.members`.
+    async fn ensure_machines(&self, batch: &MachineBatch) -> Result<Vec<Machine>> {
+        let mut r = self.ensure_round(std::slice::from_ref(batch)).await?;
+        Ok(r.remove(0)?.into_iter().map(|e| e.machine).collect())
+    }
 
     /// [`Provider::ensure_machines`] for a single machine.
     async fn ensure_machine(&self, spec: &MachineSpec) -> Result<Machine> {
@@ -34,15 +43,16 @@ pub trait Provider: Send + Sync {
     /// A machine by its provider id; `None` if it no longer exists.
     async fn get_machine(&self, provider_ref: &str) -> Result<Option<Machine>>;
 
-    /// The machine of an instance, if one exists (by instance tag).
-    async fn find_machine(&self, instance_id: &str) -> Result<Option<Machine>>;
+    /// The machine of an instance, if one exists (by name within the project).
+    async fn find_machine(&self, project_id: &str, instance_id: &str) -> Result<Option<Machine>>;
 
     /// Every machine of a project, in as few calls as the provider allows (one tag list,
     /// paginated). Used to poll a whole project's boot progress.
     async fn list_project(&self, project_id: &str) -> Result<Vec<Machine>>;
 
-    /// Destroys the machine of an instance (by tag). Ok if there is none.
-    async fn delete_machine(&self, instance_id: &str) -> Result<()>;
+    /// Destroys the machines of these instances (one look-up of the project, then one delete per
+    /// machine). Ok for those that have none.
+    async fn delete_machines(&self, project_id: &str, instance_ids: &[String]) -> Result<()>;
 
     /// Destroys every machine of a project (by tag). Ok if there are none.
     async fn delete_project(&self, project_id: &str) -> Result<()>;
@@ -54,10 +64,11 @@ pub trait Provider: Send + Sync {
     /// refuse volumes from another region (terminal error).
     async fn attach_volume(&self, volume_ref: &str, machine_ref: &str) -> Result<()>;
 
-    /// Detaches (if needed) and deletes the volumes of an instance. Ok if there are none.
-    async fn delete_volumes(&self, instance_id: &str) -> Result<()>;
+    /// Detaches (if needed) and deletes the volumes of these instances (by instance tag, one
+    /// look-up). Ok if there are none.
+    async fn delete_volumes(&self, instance_ids: &[String]) -> Result<()>;
 
-    /// Talis-tagged machines whose instance is not in `live_instances`, or that carry no
-    /// instance tag at all: what a clean-up sweep should destroy.
+    /// Talis-tagged machines whose instance is not in `live_instances`, or that name no
+    /// instance at all: what a clean-up sweep should destroy.
     async fn list_orphans(&self, live_instances: &HashSet<String>) -> Result<Vec<Machine>>;
 }

@@ -28,6 +28,23 @@ pub fn project_id(tag: &str) -> Option<&str> {
     tag.strip_prefix(PROJECT_PREFIX).filter(|s| !s.is_empty())
 }
 
+/// Separates an instance's display name from its id in a machine name.
+const NAME_ID_SEP: &str = ".i";
+
+/// The provider name of an instance's machine: `<name>.i<instance id>`, unique within a project
+/// even when display names repeat, so a multi-create (which gives every machine the same tags)
+/// still lets each machine be found by name after a crash. cloud-init sets the hostname to the
+/// first label, i.e. the display name.
+pub fn machine_name(name: &str, instance_id: &str) -> String {
+    format!("{name}{NAME_ID_SEP}{instance_id}")
+}
+
+/// The instance id carried by a name made with [`machine_name`].
+pub fn instance_of_machine(machine_name: &str) -> Option<&str> {
+    let (_, id) = machine_name.rsplit_once(NAME_ID_SEP)?;
+    (!id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')).then_some(id)
+}
+
 /// Whether `tag` is a valid DigitalOcean tag name.
 pub fn is_valid(tag: &str) -> bool {
     (1..=255).contains(&tag.len())
@@ -49,6 +66,15 @@ mod tests {
         for t in [TALIS.to_string(), project(id), instance(id)] {
             assert!(is_valid(&t), "{t}");
         }
+    }
+
+    #[test]
+    fn machine_names_carry_the_instance() {
+        assert_eq!(machine_name("web-1", "42"), "web-1.i42");
+        assert_eq!(instance_of_machine("web-1.i42"), Some("42"));
+        assert_eq!(instance_of_machine("a.io.i7"), Some("7"));
+        assert_eq!(instance_of_machine("web-1"), None);
+        assert_eq!(instance_of_machine("web.i"), None);
     }
 
     #[test]

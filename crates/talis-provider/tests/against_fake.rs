@@ -73,6 +73,7 @@ fn batch(project: &str, n: usize) -> MachineBatch {
             .map(|i| BatchMember {
                 instance_id: format!("{project}-i{i}"),
                 name: format!("{project}-web-{i}"),
+                volumes: vec![],
             })
             .collect(),
     }
@@ -110,9 +111,10 @@ async fn batch_ensure_is_idempotent_and_polls_by_tag() {
             .iter()
             .all(|m| m.status == MachineStatus::Active && m.is_running())
     );
-    let found = do_.find_machine("p1-i3").await.unwrap().unwrap();
-    assert_eq!(found.name, "p1-web-3");
-    assert_eq!(do_.find_machine("nope").await.unwrap(), None);
+    let found = do_.find_machine("p1", "p1-i3").await.unwrap().unwrap();
+    assert_eq!(found.name, "p1-web-3.ip1-i3");
+    assert_eq!(found.instance_id.as_deref(), Some("p1-i3"));
+    assert_eq!(do_.find_machine("p1", "nope").await.unwrap(), None);
     assert_eq!(
         do_.get_machine(&found.provider_ref).await.unwrap(),
         Some(found.clone())
@@ -127,16 +129,16 @@ async fn batch_ensure_is_idempotent_and_polls_by_tag() {
     );
     assert_eq!(
         stat(&s, "/calls/droplets_create/202"),
-        10,
-        "tags given at creation"
+        1,
+        "one multi-create for the batch of 10"
     );
     assert_eq!(stat(&s, "/calls/tags_assign_resources/204"), 0);
     assert_eq!(stat(&s, "/droplets/live"), 10);
     assert_eq!(stat(&s, "/duplicates/count"), 0);
     assert_eq!(stat(&s, "/orphans/count"), 0);
 
-    do_.delete_machine("p1-i0").await.unwrap();
-    do_.delete_machine("p1-i0").await.unwrap(); // already gone: still Ok
+    do_.delete_machines("p1", &["p1-i0".into()]).await.unwrap();
+    do_.delete_machines("p1", &["p1-i0".into()]).await.unwrap(); // already gone: still Ok
     assert_eq!(do_.list_project("p1").await.unwrap().len(), 9);
     do_.delete_project("p1").await.unwrap();
     assert!(do_.list_project("p1").await.unwrap().is_empty());
@@ -187,7 +189,7 @@ async fn retryable_faults_are_absorbed() {
     assert_eq!(stat(&s, "/calls/droplets_list/429"), 3);
     assert_eq!(stat(&s, "/calls/droplets_list/dropped"), 1);
     assert_eq!(stat(&s, "/calls/droplets_create/lost"), 1);
-    assert_eq!(stat(&s, "/calls/droplets_create/202"), 3);
+    assert_eq!(stat(&s, "/calls/droplets_create/202"), 0);
     assert_eq!(
         stat(&s, "/droplets/created"),
         4,
@@ -227,22 +229,18 @@ async fn ensure_heals_duplicates_left_by_an_earlier_race() {
     let (fake, do_) = setup(vec![], "t-dupes").await;
     let s = spec("d1", "pd");
     let create = || DropletCreate {
-        name: Some(s.name.clone()),
+        name: Some(tags::machine_name(&s.name, "d1")),
         region: s.region.clone(),
         size: s.size.clone(),
         image: s.image.clone(),
-        tags: vec![
-            tags::TALIS.into(),
-            tags::project("pd"),
-            tags::instance("d1"),
-        ],
+        tags: vec![tags::TALIS.into(), tags::project("pd")],
         ..Default::default()
     };
     let first = do_.create_droplets(&create()).await.unwrap()[0].id;
     do_.create_droplets(&create()).await.unwrap();
     assert_eq!(stat(&fake.fake.stats(), "/duplicates/count"), 1);
     assert!(matches!(
-        do_.find_machine("d1").await,
+        do_.find_machine("pd", "d1").await,
         Err(Error::Conflict(_))
     ));
     let m = do_.ensure_machine(&s).await.unwrap();
@@ -275,13 +273,11 @@ async fn terminal_errors_keep_the_provider_message() {
         other => panic!("expected a 422, got {other:?}"),
     }
     assert!(!err.is_retryable());
-    // The machines created before the quota was hit carry their tags: found again by a
-    // retry, destroyed by compensation, never orphans.
+    // A multi-create is all or nothing: nothing was made.
     let s = fake.fake.stats();
-    assert_eq!(stat(&s, "/droplets/live"), 3);
+    assert_eq!(stat(&s, "/droplets/live"), 0);
     assert_eq!(stat(&s, "/orphans/count"), 0);
-    assert_eq!(do_.list_project("q").await.unwrap().len(), 3);
-    do_.delete_project("q").await.unwrap();
+    assert!(do_.list_project("q").await.unwrap().is_empty());
 
     let mut bad = spec("x", "q");
     bad.region = "mars1".into();
@@ -381,7 +377,7 @@ async fn volumes_ensure_attach_region_check_and_delete() {
     do_.attach_volume(&v.provider_ref, &m.provider_ref)
         .await
         .unwrap(); // idempotent
-    let d = do_.find_machine("v1").await.unwrap().unwrap();
+    let d = do_.find_machine("pv", "v1").await.unwrap().unwrap();
     assert_eq!(d.volume_ids, vec![v.provider_ref.clone()]);
 
     // A volume in another region cannot be attached: terminal 422 with DO's message.
@@ -400,17 +396,77 @@ async fn volumes_ensure_attach_region_check_and_delete() {
     assert!(matches!(err, Error::Api { status: 422, .. }), "{err:?}");
     assert!(err.to_string().contains("same region"));
 
-    do_.delete_volumes("v1").await.unwrap();
-    do_.delete_volumes("v1").await.unwrap();
+    do_.delete_volumes(&["v1".into()]).await.unwrap();
+    do_.delete_volumes(&["v1".into()]).await.unwrap();
     let s = fake.fake.stats();
     assert_eq!(stat(&s, "/volumes/live"), 0);
+}
+
+/// Machines with volumes: one look-up of droplets and one of volumes for the round, then per
+/// machine one volume create and one droplet create that attaches it (no attach action).
+#[tokio::test]
+async fn round_with_volumes_attaches_at_creation() {
+    let (fake, do_) = setup(vec![], "t-round-vol").await;
+    let mut with_vol = batch("rv", 3);
+    for m in &mut with_vol.members {
+        m.volumes = vec![VolumeSpec {
+            instance_id: m.instance_id.clone(),
+            project_id: "rv".into(),
+            name: format!("data-{}", m.instance_id),
+            region: "nyc3".into(),
+            size_gigabytes: 10,
+            filesystem_type: Some("ext4".into()),
+        }];
+    }
+    let mut bare = batch("rv", 10);
+    for m in &mut bare.members {
+        m.instance_id = format!("{}-b", m.instance_id);
+    }
+    let r = do_
+        .ensure_round(&[with_vol.clone(), bare.clone()])
+        .await
+        .unwrap();
+    let first = r[0].as_ref().unwrap();
+    assert_eq!(first.len(), 3);
+    for e in first {
+        assert_eq!(e.volumes.len(), 1);
+        assert_eq!(
+            e.machine.volume_ids,
+            vec![e.volumes[0].provider_ref.clone()]
+        );
+    }
+    assert_eq!(r[1].as_ref().unwrap().len(), 10);
+    let s = fake.fake.stats();
+    assert_eq!(stat(&s, "/calls/droplets_list/200"), 1);
+    assert_eq!(stat(&s, "/calls/volumes_list/200"), 1);
+    assert_eq!(stat(&s, "/calls/volumes_create/201"), 3);
+    assert_eq!(
+        stat(&s, "/calls/droplets_create/202"),
+        4,
+        "3 with volumes + 1 multi-create"
+    );
+    assert_eq!(stat(&s, "/calls/volumeActions_post_byId/202"), 0);
+    assert_eq!(stat(&s, "/total_calls"), 9);
+    assert_eq!(stat(&s, "/volumes/attached"), 3);
+    // Again: found, nothing made.
+    let again = do_.ensure_round(&[with_vol, bare]).await.unwrap();
+    assert_eq!(
+        again[0].as_ref().unwrap()[2].volumes,
+        first[2].volumes,
+        "same volumes found"
+    );
+    let s = fake.fake.stats();
+    assert_eq!(stat(&s, "/droplets/created"), 13);
+    assert_eq!(stat(&s, "/total_calls"), 11);
+    assert_eq!(stat(&s, "/orphans/count"), 0);
+    assert_eq!(stat(&s, "/duplicates/count"), 0);
 }
 
 #[tokio::test]
 async fn orphans_are_listed() {
     let (_fake, do_) = setup(vec![], "t-orphans").await;
     do_.ensure_machines(&batch("po", 3)).await.unwrap();
-    // A talis droplet without an instance tag (as a crash could leave one).
+    // A talis droplet that names no instance.
     do_.create_droplets(&DropletCreate {
         name: Some("stray".into()),
         region: "nyc3".into(),
@@ -425,7 +481,7 @@ async fn orphans_are_listed() {
     let orphans = do_.list_orphans(&live).await.unwrap();
     let mut names: Vec<_> = orphans.iter().map(|m| m.name.as_str()).collect();
     names.sort();
-    assert_eq!(names, vec!["po-web-2", "stray"]);
+    assert_eq!(names, vec!["po-web-2.ipo-i2", "stray"]);
 }
 
 #[tokio::test]
@@ -501,7 +557,7 @@ async fn client_requests_validate_against_the_spec() {
     do_.attach_volume(&v.provider_ref, &m.provider_ref)
         .await
         .unwrap();
-    do_.delete_volumes("solo").await.unwrap();
+    do_.delete_volumes(&["solo".into()]).await.unwrap();
     do_.droplet_action(ms[0].provider_ref.parse().unwrap(), "power_cycle")
         .await
         .unwrap();

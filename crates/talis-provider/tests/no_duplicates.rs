@@ -1,20 +1,21 @@
-//! Property: no sequence of injected faults makes `ensure_machines` create two droplets for one
-//! instance. Every case runs a fresh fake over loopback with count-limited faults on the calls
-//! ensure makes, lets ensure run (it may give up: a terminal outcome is allowed), then ensures
-//! again without faults and checks the fake's own accounting.
+//! Property: no sequence of injected faults makes an ensure round create two droplets (or two
+//! volumes) for one instance. Every case runs a fresh fake over loopback with count-limited
+//! faults on the calls a round makes (look-ups, multi-creates, volume creates, single creates
+//! with volumes), lets the round run (it may give up: a terminal outcome is allowed), then
+//! ensures again without faults and checks the fake's own accounting.
 
 use std::time::Duration;
 
 use fakecloud::{Config as FakeConfig, Fault, FaultKind};
 use proptest::prelude::*;
 use serde_json::Value;
-use talis_provider::{BatchMember, Config, DigitalOcean, MachineBatch, Provider};
+use talis_provider::{BatchMember, Config, DigitalOcean, MachineBatch, Provider, VolumeSpec};
 
 const ENDPOINTS: &[&str] = &[
     "droplets_list",
     "droplets_create",
-    "tags_assign_resources",
-    "tags_create",
+    "volumes_list",
+    "volumes_create",
 ];
 
 fn fault_strategy() -> impl Strategy<Value = Fault> {
@@ -45,7 +46,12 @@ fn stat(stats: &Value, path: &str) -> u64 {
     stats.pointer(path).and_then(Value::as_u64).unwrap_or(0)
 }
 
-async fn run_case(faults: Vec<Fault>, n: usize, case: u64) -> Result<(), TestCaseError> {
+async fn run_case(
+    faults: Vec<Fault>,
+    n: usize,
+    with_volumes: usize,
+    case: u64,
+) -> Result<(), TestCaseError> {
     let fake = fakecloud::spawn(FakeConfig {
         faults,
         ..FakeConfig::instant()
@@ -61,8 +67,9 @@ async fn run_case(faults: Vec<Fault>, n: usize, case: u64) -> Result<(), TestCas
     c.max_attempts = 2;
     c.ensure_attempts = 4;
     let do_ = DigitalOcean::new(c).unwrap();
-    let batch = MachineBatch {
-        project_id: format!("prop{case}"),
+    let project = format!("prop{case}");
+    let batch = |tag: &str, n: usize, volumes: bool| MachineBatch {
+        project_id: project.clone(),
         region: "nyc3".into(),
         size: "s-1vcpu-1gb".into(),
         image: "ubuntu-24-04-x64".into(),
@@ -70,27 +77,63 @@ async fn run_case(faults: Vec<Fault>, n: usize, case: u64) -> Result<(), TestCas
         user_data: None,
         extra_tags: vec![],
         members: (0..n)
-            .map(|i| BatchMember {
-                instance_id: format!("c{case}-i{i}"),
-                name: format!("c{case}-m{i}"),
+            .map(|i| {
+                let instance_id = format!("c{case}-{tag}{i}");
+                BatchMember {
+                    name: format!("m{i}"),
+                    volumes: if volumes {
+                        vec![VolumeSpec {
+                            name: format!("data-{instance_id}"),
+                            instance_id: instance_id.clone(),
+                            project_id: project.clone(),
+                            region: "nyc3".into(),
+                            size_gigabytes: 1,
+                            filesystem_type: None,
+                        }]
+                    } else {
+                        vec![]
+                    },
+                    instance_id,
+                }
             })
             .collect(),
     };
+    // Display names repeat across the two batches: identity is the machine name, which
+    // carries the instance id.
+    let round = vec![batch("a", n, false), batch("v", with_volumes, true)];
+    let round: Vec<MachineBatch> = round
+        .into_iter()
+        .filter(|b| !b.members.is_empty())
+        .collect();
+    let total = n + with_volumes;
     // Under faults: may succeed or give up (a workflow would retry the step later).
-    let _ = do_.ensure_machines(&batch).await;
+    let _ = do_.ensure_round(&round).await;
     // Stalled requests finish meanwhile; then a fault-free retry must converge.
     tokio::time::sleep(Duration::from_millis(1_300)).await;
     fake.fake.set_config(FakeConfig::instant());
-    let machines = do_.ensure_machines(&batch).await.unwrap();
-    prop_assert_eq!(machines.len(), n);
+    let results = do_.ensure_round(&round).await.unwrap();
+    let machines: usize = results.iter().map(|r| r.as_ref().unwrap().len()).sum();
+    prop_assert_eq!(machines, total);
 
     let s = fake.fake.stats();
     prop_assert_eq!(stat(&s, "/duplicates/count"), 0, "stats: {}", s);
     prop_assert_eq!(stat(&s, "/orphans/count"), 0, "stats: {}", s);
-    prop_assert_eq!(stat(&s, "/droplets/live"), n as u64, "stats: {}", s);
+    prop_assert_eq!(stat(&s, "/droplets/live"), total as u64, "stats: {}", s);
     // Stronger than "no duplicates left": no droplet was ever created twice (none was healed).
-    prop_assert_eq!(stat(&s, "/droplets/created"), n as u64, "stats: {}", s);
+    prop_assert_eq!(stat(&s, "/droplets/created"), total as u64, "stats: {}", s);
     prop_assert_eq!(stat(&s, "/droplets/destroyed"), 0, "stats: {}", s);
+    prop_assert_eq!(
+        stat(&s, "/volumes/live"),
+        with_volumes as u64,
+        "stats: {}",
+        s
+    );
+    prop_assert_eq!(
+        stat(&s, "/volumes/attached"),
+        with_volumes as u64,
+        "stats: {}",
+        s
+    );
     Ok(())
 }
 
@@ -100,7 +143,8 @@ proptest! {
     #[test]
     fn no_fault_sequence_creates_two_droplets_for_one_instance(
         faults in prop::collection::vec(fault_strategy(), 0..5),
-        n in 1usize..=4,
+        n in 0usize..=4,
+        with_volumes in 0usize..=2,
         case in any::<u64>(),
     ) {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -108,6 +152,7 @@ proptest! {
             .enable_all()
             .build()
             .unwrap();
-        rt.block_on(run_case(faults, n, case))?;
+        prop_assume!(n + with_volumes > 0);
+        rt.block_on(run_case(faults, n, with_volumes, case))?;
     }
 }

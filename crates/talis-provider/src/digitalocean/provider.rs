@@ -1,21 +1,27 @@
-//! [`Provider`] for DigitalOcean: idempotency by tags.
+//! [`Provider`] for DigitalOcean: idempotency by name.
 //!
-//! A droplet belongs to an instance when it carries `talis-instance-<id>`. A batch costs one
-//! look-up of the whole project (by project tag, paginated) plus one create per missing
-//! machine, each created with all its tags. A project droplet with a member's name but no
-//! instance tag (left by an older multi-create, or by hand) is adopted and tagged rather than
-//! duplicated.
+//! A droplet belongs to an instance when it carries the project tag and the name
+//! `<name>.i<instance id>` ([`tags::machine_name`]). An ensure round costs one look-up of the
+//! whole project (by project tag, 200 per page), then one multi-create (≤ 10 `names`, shared
+//! tags) per batch of machines without volumes; a machine with volumes costs one create per
+//! missing volume (after one look-up of the volumes) plus its own create, which attaches them.
 
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
+use futures::{StreamExt, stream};
 
 use super::api::{self, Droplet, DropletCreate, VolumeCreate};
 use super::{DigitalOcean, MAX_BATCH, backoff};
 use crate::error::{Error, Result};
-use crate::model::{Machine, MachineBatch, MachineStatus, Volume, VolumeSpec};
+use crate::model::{
+    BatchMember, Ensured, Machine, MachineBatch, MachineStatus, Volume, VolumeSpec,
+};
 use crate::provider::Provider;
 use crate::tags;
+
+/// Batches of one round created concurrently (each is one or a few calls).
+const ROUND_FAN_OUT: usize = 10;
 
 impl DigitalOcean {
     /// Retries a whole look-up-then-act `op` on retryable errors: the look-up makes a repeat
@@ -31,109 +37,258 @@ impl DigitalOcean {
             attempt += 1;
             match op().await {
                 Ok(v) => return Ok(v),
-                // A long rate-limit wait is the caller's to sleep (durably), not ours.
-                Err(e)
-                    if e.retry_after()
-                        .is_some_and(|w| w > self.config.max_rate_limit_wait) =>
-                {
-                    return Err(e);
-                }
-                Err(e) if e.is_retryable() && attempt < attempts => {
-                    let ambiguous = matches!(e, Error::Timeout | Error::Transport(_))
-                        || e.status().is_some_and(|s| s >= 500);
-                    let mut wait = e
-                        .retry_after()
-                        .unwrap_or_else(|| backoff(self.config.backoff, attempt));
-                    if ambiguous {
-                        wait = wait.max(self.config.settle);
-                    }
+                Err(e) if self.gives_up(&e, attempt, attempts) => return Err(e),
+                Err(e) => {
+                    let wait = self.retry_wait(&e, attempt);
                     tracing::debug!(%e, ?wait, attempt, "{what}: retrying after a look-up");
                     tokio::time::sleep(wait).await;
                 }
-                Err(e) => return Err(e),
             }
         }
     }
 
-    async fn try_ensure_machines(&self, batch: &MachineBatch) -> Result<Vec<Machine>> {
-        let existing = self
-            .list_droplets(Some(&tags::project(&batch.project_id)))
-            .await?;
-        let mut found: HashMap<&str, Droplet> = HashMap::new();
-        let mut missing = Vec::new();
-        for m in &batch.members {
-            let itag = tags::instance(&m.instance_id);
-            let mut tagged: Vec<&Droplet> =
-                existing.iter().filter(|d| d.tags.contains(&itag)).collect();
-            tagged.sort_by_key(|d| d.id);
-            if let Some((keep, extra)) = tagged.split_first() {
-                // Two creates landed for one instance (e.g. one whose answer timed out while it
-                // was still being processed): keep the oldest, destroy the rest.
-                for d in extra {
-                    tracing::warn!(droplet = d.id, tag = %itag, "destroying a duplicate droplet");
-                    self.delete_droplet(d.id).await?;
-                }
-                found.insert(&m.instance_id, (*keep).clone());
-                continue;
+    /// Whether `ensure_*` stops at `e`: terminal, out of attempts, or a rate-limit wait longer
+    /// than the client holds (the caller's to sleep, durably).
+    fn gives_up(&self, e: &Error, attempt: u32, attempts: u32) -> bool {
+        !e.is_retryable()
+            || attempt >= attempts
+            || e.retry_after()
+                .is_some_and(|w| w > self.config.max_rate_limit_wait)
+    }
+
+    /// Pause before the next look-up; after an ambiguous failure (timeout, broken connection,
+    /// 5xx) at least `settle`, so a create still in flight lands first and is found.
+    fn retry_wait(&self, e: &Error, attempt: u32) -> std::time::Duration {
+        let ambiguous = matches!(e, Error::Timeout | Error::Transport(_))
+            || e.status().is_some_and(|s| s >= 500);
+        let wait = e
+            .retry_after()
+            .unwrap_or_else(|| backoff(self.config.backoff, attempt));
+        if ambiguous {
+            wait.max(self.config.settle)
+        } else {
+            wait
+        }
+    }
+
+    async fn round(&self, batches: &[MachineBatch]) -> Result<Vec<Result<Vec<Ensured>>>> {
+        let project = match batches.first() {
+            Some(b) => b.project_id.clone(),
+            None => return Ok(Vec::new()),
+        };
+        for b in batches {
+            b.validate(MAX_BATCH)?;
+            if b.project_id != project {
+                return Err(Error::invalid(
+                    "project_id",
+                    "one ensure round is for one project",
+                ));
             }
-            // Left untagged by a crash (or a lost answer) after create: adopt the oldest with
-            // this name, destroy any other such leftover.
-            let mut untagged: Vec<&Droplet> = existing
-                .iter()
-                .filter(|d| {
-                    d.name == m.name && !d.tags.iter().any(|t| tags::instance_id(t).is_some())
-                })
-                .collect();
-            untagged.sort_by_key(|d| d.id);
-            match untagged.split_first() {
+        }
+        let mut names = HashSet::new();
+        if let Some(m) = batches
+            .iter()
+            .flat_map(|b| &b.members)
+            .find(|m| !names.insert(m.machine_name()))
+        {
+            return Err(Error::invalid(
+                "instance_id",
+                format!("{:?} twice in one round", m.instance_id),
+            ));
+        }
+        let attempts = self.config.ensure_attempts.max(1);
+        let mut out: Vec<Option<Result<Vec<Ensured>>>> = batches.iter().map(|_| None).collect();
+        for attempt in 1.. {
+            let todo: Vec<usize> = (0..batches.len()).filter(|&i| out[i].is_none()).collect();
+            let mut retry: Option<Error> = None;
+            match self
+                .look_up(&project, todo.iter().map(|&i| &batches[i]))
+                .await
+            {
+                Err(e) => retry = Some(e),
+                Ok((droplets, volumes)) => {
+                    let results: Vec<(usize, Result<Vec<Ensured>>)> = stream::iter(todo.clone())
+                        .map(|i| {
+                            let (d, v) = (&droplets, &volumes);
+                            async move { (i, self.ensure_listed(&batches[i], d, v).await) }
+                        })
+                        .buffer_unordered(ROUND_FAN_OUT)
+                        .collect()
+                        .await;
+                    for (i, r) in results {
+                        match r {
+                            Err(e) if !self.gives_up(&e, attempt, attempts) => {
+                                retry = Some(e);
+                            }
+                            r => out[i] = Some(r),
+                        }
+                    }
+                }
+            }
+            let Some(e) = retry else { break };
+            if self.gives_up(&e, attempt, attempts) {
+                for o in out.iter_mut().filter(|o| o.is_none()) {
+                    *o = Some(Err(e.clone()));
+                }
+                break;
+            }
+            let wait = self.retry_wait(&e, attempt);
+            tracing::debug!(%e, ?wait, attempt, "ensure round: retrying after a look-up");
+            tokio::time::sleep(wait).await;
+        }
+        Ok(out
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Err(Error::Conflict("batch not ensured".into()))))
+            .collect())
+    }
+
+    /// The project's droplets and, if any member has volumes, the account's volumes.
+    async fn look_up(
+        &self,
+        project: &str,
+        batches: impl Iterator<Item = &MachineBatch>,
+    ) -> Result<(Vec<Droplet>, Vec<api::Volume>)> {
+        let with_volumes = batches
+            .flat_map(|b| &b.members)
+            .any(|m| !m.volumes.is_empty());
+        let droplets = self.list_droplets(Some(&tags::project(project))).await?;
+        let volumes = if with_volumes {
+            self.list_volumes(None, None).await?
+        } else {
+            Vec::new()
+        };
+        Ok((droplets, volumes))
+    }
+
+    /// Ensures one batch against the round's look-up.
+    async fn ensure_listed(
+        &self,
+        batch: &MachineBatch,
+        droplets: &[Droplet],
+        volumes: &[api::Volume],
+    ) -> Result<Vec<Ensured>> {
+        let mut found: HashMap<String, Droplet> = HashMap::new();
+        let mut missing: Vec<&BatchMember> = Vec::new();
+        for m in &batch.members {
+            let name = m.machine_name();
+            let mut same: Vec<&Droplet> = droplets.iter().filter(|d| d.name == name).collect();
+            same.sort_by_key(|d| d.id);
+            match same.split_first() {
                 Some((keep, extra)) => {
-                    self.tag_droplets(&itag, &[keep.id]).await?;
+                    // Two creates landed for one instance (e.g. one whose answer timed out while
+                    // it was still being processed): keep the oldest, destroy the rest.
                     for d in extra {
-                        tracing::warn!(droplet = d.id, name = %m.name, "destroying a duplicate droplet");
+                        tracing::warn!(droplet = d.id, %name, "destroying a duplicate droplet");
                         self.delete_droplet(d.id).await?;
                     }
-                    let mut d = (*keep).clone();
-                    d.tags.push(itag);
-                    found.insert(&m.instance_id, d);
+                    found.insert(name, (*keep).clone());
                 }
                 None => missing.push(m),
             }
         }
-        // Each missing machine is created on its own, carrying its instance tag from the start.
-        // DigitalOcean's multi-create gives every droplet the same tags, so per-instance tags
-        // would cost two more calls per droplet (create the tag, assign it): n single creates
-        // are fewer calls than 1 multi-create + 2n tag calls, and leave no untagged window.
-        for m in missing {
-            let mut tags = batch.shared_tags();
-            tags.push(tags::instance(&m.instance_id));
-            let req = DropletCreate {
-                name: Some(m.name.clone()),
-                region: batch.region.clone(),
-                size: batch.size.clone(),
-                image: batch.image.clone(),
-                ssh_keys: batch.ssh_keys.iter().map(|k| api::ssh_key_ref(k)).collect(),
-                tags,
-                user_data: batch.user_data.clone(),
-                ..Default::default()
-            };
-            let d = self
-                .create_droplets(&req)
+        let (bare, with_volumes): (Vec<&BatchMember>, Vec<&BatchMember>) =
+            missing.into_iter().partition(|m| m.volumes.is_empty());
+        // One call for every machine without volumes (the batch is ≤ 10: DO's multi-create).
+        if !bare.is_empty() {
+            let names: Vec<String> = bare.iter().map(|m| m.machine_name()).collect();
+            for d in self
+                .create_droplets(&create_request(batch, names, Vec::new()))
                 .await?
-                .into_iter()
-                .next()
-                .ok_or_else(|| Error::Decode("create answered no droplet".into()))?;
-            found.insert(&m.instance_id, d);
+            {
+                found.insert(d.name.clone(), d);
+            }
         }
-        batch
-            .members
-            .iter()
-            .map(|m| {
-                found
-                    .remove(m.instance_id.as_str())
-                    .map(machine)
-                    .ok_or_else(|| Error::Conflict(format!("no droplet for {}", m.instance_id)))
-            })
-            .collect()
+        // Machines with volumes: volumes first, then one create that attaches them.
+        let mut made: HashMap<String, Vec<api::Volume>> = HashMap::new();
+        let created = futures::future::join_all(
+            with_volumes
+                .iter()
+                .map(|m| self.create_with_volumes(batch, m, volumes)),
+        )
+        .await;
+        for r in created {
+            let (d, vols) = r?;
+            made.insert(d.name.clone(), vols);
+            found.insert(d.name.clone(), d);
+        }
+        let mut out = Vec::with_capacity(batch.members.len());
+        for m in &batch.members {
+            let name = m.machine_name();
+            let d = found
+                .remove(&name)
+                .ok_or_else(|| Error::Conflict(format!("no droplet named {name}")))?;
+            let vols = match made.remove(&name) {
+                Some(v) => v,
+                // Found from an earlier round: its volumes were attached at its creation; one
+                // missing (created by hand, or detached) is made and attached now.
+                None if !m.volumes.is_empty() => {
+                    let vols = self.ensure_volumes_listed(&m.volumes, volumes).await?;
+                    for v in vols.iter().filter(|v| !v.droplet_ids.contains(&d.id)) {
+                        self.volume_action(&v.id, "attach", d.id, &v.region.slug)
+                            .await?;
+                    }
+                    vols
+                }
+                None => Vec::new(),
+            };
+            out.push(Ensured {
+                machine: machine(d),
+                volumes: vols.into_iter().map(volume).collect(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// A machine's volumes (found or created), then the machine, created with them attached.
+    async fn create_with_volumes(
+        &self,
+        batch: &MachineBatch,
+        m: &BatchMember,
+        listed: &[api::Volume],
+    ) -> Result<(Droplet, Vec<api::Volume>)> {
+        let mut vols = self.ensure_volumes_listed(&m.volumes, listed).await?;
+        let ids = vols.iter().map(|v| v.id.clone()).collect();
+        let d = self
+            .create_droplets(&create_request(batch, vec![m.machine_name()], ids))
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Decode("create answered no droplet".into()))?;
+        // Attached by the create (the volume objects predate it).
+        for v in &mut vols {
+            v.droplet_ids = vec![d.id];
+        }
+        Ok((d, vols))
+    }
+
+    /// Volumes by name in their region, from the round's look-up; the missing ones created.
+    async fn ensure_volumes_listed(
+        &self,
+        specs: &[VolumeSpec],
+        listed: &[api::Volume],
+    ) -> Result<Vec<api::Volume>> {
+        let mut out = Vec::with_capacity(specs.len());
+        for s in specs {
+            let v = match listed
+                .iter()
+                .find(|v| v.name == s.name && v.region.slug == s.region)
+            {
+                Some(v) => v.clone(),
+                None => match self.create_volume(&volume_create(s)).await {
+                    Ok(v) => v,
+                    // Made since the look-up (a create that was still in flight): use it.
+                    Err(e) if e.status() == Some(409) => self
+                        .list_volumes(Some(&s.name), Some(&s.region))
+                        .await?
+                        .into_iter()
+                        .next()
+                        .ok_or(e)?,
+                    Err(e) => return Err(e),
+                },
+            };
+            out.push(v);
+        }
+        Ok(out)
     }
 
     async fn try_ensure_volume(&self, spec: &VolumeSpec) -> Result<Volume> {
@@ -143,15 +298,7 @@ impl DigitalOcean {
         if let Some(v) = existing.into_iter().next() {
             return Ok(volume(v));
         }
-        let v = self
-            .create_volume(&VolumeCreate {
-                name: spec.name.clone(),
-                size_gigabytes: spec.size_gigabytes,
-                region: spec.region.clone(),
-                filesystem_type: spec.filesystem_type.clone(),
-                tags: spec.tags(),
-            })
-            .await?;
+        let v = self.create_volume(&volume_create(spec)).await?;
         Ok(volume(v))
     }
 }
@@ -166,10 +313,8 @@ impl Provider for DigitalOcean {
         MAX_BATCH
     }
 
-    async fn ensure_machines(&self, batch: &MachineBatch) -> Result<Vec<Machine>> {
-        batch.validate(MAX_BATCH)?;
-        self.with_ensure_retries("ensure machines", || self.try_ensure_machines(batch))
-            .await
+    async fn ensure_round(&self, batches: &[MachineBatch]) -> Result<Vec<Result<Vec<Ensured>>>> {
+        self.round(batches).await
     }
 
     async fn get_machine(&self, provider_ref: &str) -> Result<Option<Machine>> {
@@ -179,13 +324,16 @@ impl Provider for DigitalOcean {
         Ok(self.get_droplet(id).await?.map(machine))
     }
 
-    async fn find_machine(&self, instance_id: &str) -> Result<Option<Machine>> {
-        let mut found = self
-            .list_droplets(Some(&tags::instance(instance_id)))
-            .await?;
+    async fn find_machine(&self, project_id: &str, instance_id: &str) -> Result<Option<Machine>> {
+        let mut found: Vec<Droplet> = self
+            .list_droplets(Some(&tags::project(project_id)))
+            .await?
+            .into_iter()
+            .filter(|d| tags::instance_of_machine(&d.name) == Some(instance_id))
+            .collect();
         if found.len() > 1 {
             return Err(Error::Conflict(format!(
-                "{} droplets carry the tag of instance {instance_id}",
+                "{} droplets are named for instance {instance_id}",
                 found.len()
             )));
         }
@@ -197,9 +345,24 @@ impl Provider for DigitalOcean {
         Ok(ds.into_iter().map(machine).collect())
     }
 
-    async fn delete_machine(&self, instance_id: &str) -> Result<()> {
-        self.delete_droplets_by_tag(&tags::instance(instance_id))
-            .await
+    async fn delete_machines(&self, project_id: &str, instance_ids: &[String]) -> Result<()> {
+        let ids: HashSet<&str> = instance_ids.iter().map(String::as_str).collect();
+        self.with_ensure_retries("delete machines", || async {
+            let doomed: Vec<u64> = self
+                .list_droplets(Some(&tags::project(project_id)))
+                .await?
+                .into_iter()
+                .filter(|d| tags::instance_of_machine(&d.name).is_some_and(|i| ids.contains(i)))
+                .map(|d| d.id)
+                .collect();
+            let results: Vec<Result<()>> = stream::iter(doomed)
+                .map(|id| self.delete_droplet(id))
+                .buffer_unordered(ROUND_FAN_OUT)
+                .collect()
+                .await;
+            results.into_iter().collect()
+        })
+        .await
     }
 
     async fn delete_project(&self, project_id: &str) -> Result<()> {
@@ -232,18 +395,30 @@ impl Provider for DigitalOcean {
         .await
     }
 
-    async fn delete_volumes(&self, instance_id: &str) -> Result<()> {
-        let itag = tags::instance(instance_id);
+    async fn delete_volumes(&self, instance_ids: &[String]) -> Result<()> {
+        if instance_ids.is_empty() {
+            return Ok(());
+        }
+        let itags: HashSet<String> = instance_ids.iter().map(|i| tags::instance(i)).collect();
         self.with_ensure_retries("delete volumes", || async {
-            let all = self.list_volumes(None, None).await?;
-            for v in all.into_iter().filter(|v| v.tags.contains(&itag)) {
-                for d in &v.droplet_ids {
-                    self.volume_action(&v.id, "detach", *d, &v.region.slug)
-                        .await?;
-                }
-                self.delete_volume(&v.id).await?;
-            }
-            Ok(())
+            let doomed: Vec<api::Volume> = self
+                .list_volumes(None, None)
+                .await?
+                .into_iter()
+                .filter(|v| v.tags.iter().any(|t| itags.contains(t)))
+                .collect();
+            let results: Vec<Result<()>> = stream::iter(doomed)
+                .map(|v| async move {
+                    for d in &v.droplet_ids {
+                        self.volume_action(&v.id, "detach", *d, &v.region.slug)
+                            .await?;
+                    }
+                    self.delete_volume(&v.id).await
+                })
+                .buffer_unordered(ROUND_FAN_OUT)
+                .collect()
+                .await;
+            results.into_iter().collect()
         })
         .await
     }
@@ -273,10 +448,8 @@ fn machine(d: Droplet) -> Machine {
     Machine {
         provider_ref: d.id.to_string(),
         public_ip: d.public_ipv4().map(str::to_string),
-        instance_id: d
-            .tags
-            .iter()
-            .find_map(|t| tags::instance_id(t))
+        instance_id: tags::instance_of_machine(&d.name)
+            .or_else(|| d.tags.iter().find_map(|t| tags::instance_id(t)))
             .map(str::to_string),
         project_id: d
             .tags
@@ -289,6 +462,35 @@ fn machine(d: Droplet) -> Machine {
         size: d.size_slug,
         tags: d.tags,
         volume_ids: d.volume_ids,
+    }
+}
+
+/// One create call: a single `name`, or up to 10 `names` sharing everything else.
+fn create_request(batch: &MachineBatch, names: Vec<String>, volumes: Vec<String>) -> DropletCreate {
+    let (name, names) = match <[String; 1]>::try_from(names) {
+        Ok([one]) => (Some(one), None),
+        Err(many) => (None, Some(many)),
+    };
+    DropletCreate {
+        name,
+        names,
+        region: batch.region.clone(),
+        size: batch.size.clone(),
+        image: batch.image.clone(),
+        ssh_keys: batch.ssh_keys.iter().map(|k| api::ssh_key_ref(k)).collect(),
+        tags: batch.shared_tags(),
+        user_data: batch.user_data.clone(),
+        volumes,
+    }
+}
+
+fn volume_create(s: &VolumeSpec) -> VolumeCreate {
+    VolumeCreate {
+        name: s.name.clone(),
+        size_gigabytes: s.size_gigabytes,
+        region: s.region.clone(),
+        filesystem_type: s.filesystem_type.clone(),
+        tags: s.tags(),
     }
 }
 
