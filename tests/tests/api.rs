@@ -974,6 +974,51 @@ async fn ten_thousand_instances_in_one_call() -> Result<()> {
     Ok(())
 }
 
+/// With `restate_ui_url` set, a claimed task links its invocation in the Restate UI; without it
+/// (the default) there is no link.
+#[tokio::test(flavor = "multi_thread")]
+async fn task_links_its_invocation_in_the_restate_ui() -> Result<()> {
+    for (ui, expected) in [
+        (
+            Some("http://127.0.0.1:9070/"),
+            json!("http://127.0.0.1:9070/ui/invocations/inv_1abc"),
+        ),
+        (None, Value::Null),
+    ] {
+        let vars: Vec<(&str, &str)> = ui.map(|u| ("restate_ui_url", u)).into_iter().collect();
+        let api = Api::start_with(&vars).await?;
+        let (_, key) = api.user("u").await?;
+        let p = api
+            .ok(
+                Route::Typed,
+                &key,
+                "project.create",
+                json!({ "name": "p", "instances": [instances(1)] }),
+            )
+            .await?;
+        let get = json!({ "task_id": p["task_id"] });
+        let t = api.ok(Route::Typed, &key, "task.get", get.clone()).await?;
+        assert_eq!(t["invocation_url"], Value::Null, "not claimed yet: {t}");
+        let claim = json!({ "task_id": p["task_id"], "invocation_id": "inv_1abc" });
+        assert_eq!(api.internal("task.claim", claim).await?.0, 200);
+        let t = api.ok(Route::Typed, &key, "task.get", get).await?;
+        assert_eq!(
+            (&t["invocation_id"], &t["invocation_url"]),
+            (&json!("inv_1abc"), &expected)
+        );
+        let list = api
+            .ok(
+                Route::Typed,
+                &key,
+                "task.list",
+                json!({ "projectName": "p" }),
+            )
+            .await?;
+        assert_eq!(list["rows"][0]["invocation_url"], expected, "{list}");
+    }
+    Ok(())
+}
+
 /// The claim of a 10 000-instance task whose request carries a 60 KiB script holds the script
 /// once: the answer grows by a small row per instance (a script per instance would be 600 MB).
 #[tokio::test(flavor = "multi_thread")]

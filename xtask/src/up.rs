@@ -252,7 +252,8 @@ async fn start_all(
             .variable("admin_api_key", &st.admin_api_key)
             .variable("internal_secret", &st.internal_secret)
             .variable("restate_ingress_url", &ingress)
-            .variable("public_url", &public_url);
+            .variable("public_url", &public_url)
+            .variable("restate_ui_url", &admin);
     opts.state_dir = Some(dir.join("spin"));
     let h = Service::start(host::spec(&opts, ports::API, logs)).await?;
     stack.push(h);

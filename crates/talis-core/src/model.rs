@@ -11,6 +11,19 @@ use crate::status::{InstanceStatus, TaskAction, TaskStatus};
 /// the first migration; 0 is also what "no owner_id" means in params, so it never names a user).
 pub const ADMIN_OWNER_ID: i64 = 0;
 
+/// Percent-encodes everything but RFC 3986 unreserved characters (Restate ids need none of it,
+/// but the id arrives over RPC).
+fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            b => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 fn json_or_default<T: serde::de::DeserializeOwned + Default>(s: &str) -> T {
     serde_json::from_str(s).unwrap_or_default()
 }
@@ -158,9 +171,22 @@ pub struct Task {
     /// The Restate invocation executing this task (set when the workflow claims it): open the
     /// Restate UI (admin port, `/ui/`) → Invocations to see its journal, retries and timers.
     pub invocation_id: Option<String>,
+    /// That invocation's page in the Restate UI (`{restate_ui_url}/ui/invocations/{id}`); null
+    /// until claimed or when the API has no `restate_ui_url`.
+    pub invocation_url: Option<String>,
 }
 
 impl Task {
+    /// Fills `invocation_url` from the Restate admin base URL (empty: no link).
+    pub fn with_ui_link(mut self, restate_ui_url: &str) -> Self {
+        self.invocation_url = self
+            .invocation_id
+            .as_deref()
+            .filter(|id| !id.is_empty() && !restate_ui_url.is_empty())
+            .map(|id| format!("{restate_ui_url}/ui/invocations/{}", path_segment(id)));
+        self
+    }
+
     pub const COLUMNS: &str = "t.id, t.owner_id, t.project_id, t.action, t.status, t.priority, t.attempts, \
          (SELECT COUNT(*) FROM task_instances ti WHERE ti.task_id = t.id), t.logs, t.error, t.result, \
          t.created_at, t.updated_at, t.dispatched_at, t.finished_at, t.invocation_id";
@@ -182,6 +208,7 @@ impl Task {
             dispatched_at: r.opt_text(13),
             finished_at: r.opt_text(14),
             invocation_id: r.opt_text(15),
+            invocation_url: None,
         }
     }
 }
@@ -297,4 +324,21 @@ impl TaskEvent {
 pub struct SshPublicKey {
     pub name: String,
     pub public_key: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_ui_link_only_with_an_invocation_and_a_ui_url() {
+        let mut t = Task::from_row(&vec![]);
+        assert_eq!(t.clone().with_ui_link("http://r:9070").invocation_url, None);
+        t.invocation_id = Some("inv_1a/b".into());
+        assert_eq!(t.clone().with_ui_link("").invocation_url, None);
+        assert_eq!(
+            t.with_ui_link("http://r:9070").invocation_url.as_deref(),
+            Some("http://r:9070/ui/invocations/inv_1a%2Fb")
+        );
+    }
 }

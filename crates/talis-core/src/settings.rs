@@ -9,6 +9,9 @@ pub const INTERNAL_SECRET: &str = "internal_secret";
 pub const RESTATE_INGRESS_URL: &str = "restate_ingress_url";
 /// Base URL machines use to phone home (`{public_url}/v1/phone-home/...`).
 pub const PUBLIC_URL: &str = "public_url";
+/// Restate admin base URL whose UI (`{restate_ui_url}/ui/`) shows the invocations, e.g.
+/// `http://127.0.0.1:9070`. Empty: tasks carry no UI link.
+pub const RESTATE_UI_URL: &str = "restate_ui_url";
 
 /// All variables, in the order `spin.toml` declares them.
 pub const ALL: &[&str] = &[
@@ -16,4 +19,5 @@ pub const ALL: &[&str] = &[
     INTERNAL_SECRET,
     RESTATE_INGRESS_URL,
     PUBLIC_URL,
+    RESTATE_UI_URL,
 ];

@@ -10,6 +10,7 @@ fn cfg() -> Config {
         admin_api_key: "admin-key".into(),
         internal_secret: "internal".into(),
         public_url: "http://api.test".into(),
+        restate_ui_url: "http://restate.test:9070".into(),
     }
 }
 
@@ -302,6 +303,17 @@ fn workflow_lifecycle_through_internal_rpc() {
     assert_eq!(
         env.svc().phone_home_task(id, "bad"),
         Err(Error::Unauthorized)
+    );
+    // The task links its invocation in the Restate UI.
+    let t = env
+        .call(&alice, "task.get", json!({ "task_id": task_id }))
+        .unwrap();
+    assert_eq!(
+        (&t["invocation_id"], &t["invocation_url"]),
+        (
+            &json!("inv1"),
+            &json!("http://restate.test:9070/ui/invocations/inv1")
+        )
     );
     // Replays are no-ops.
     let again = env

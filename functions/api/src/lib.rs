@@ -68,6 +68,9 @@ fn settings() -> Settings {
             admin_api_key: variable(settings::ADMIN_API_KEY),
             internal_secret: variable(settings::INTERNAL_SECRET),
             public_url: variable(settings::PUBLIC_URL),
+            restate_ui_url: variable(settings::RESTATE_UI_URL)
+                .trim_end_matches('/')
+                .to_owned(),
         },
         restate_ingress_url: variable(settings::RESTATE_INGRESS_URL)
             .trim_end_matches('/')

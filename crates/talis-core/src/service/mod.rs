@@ -21,6 +21,8 @@ pub struct Config {
     pub admin_api_key: String,
     pub internal_secret: String,
     pub public_url: String,
+    /// Restate admin base URL (no trailing `/`); empty: tasks carry no UI link.
+    pub restate_ui_url: String,
 }
 
 /// What a call produced: the `data` of the answer and the tasks to hand to the workflow engine

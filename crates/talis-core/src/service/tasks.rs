@@ -22,8 +22,17 @@ impl Service<'_> {
             ),
             &args,
         )?
-        .map(|r| Task::from_row(&r))
+        .map(|r| Task::from_row(&r).with_ui_link(&self.cfg.restate_ui_url))
         .ok_or(Error::NotFound("task"))
+    }
+
+    fn with_ui_links(&self, mut page: Page<Task>) -> Page<Task> {
+        page.rows = page
+            .rows
+            .into_iter()
+            .map(|t| t.with_ui_link(&self.cfg.restate_ui_url))
+            .collect();
+        page
     }
 
     pub(super) fn task_get(&self, c: &Caller, p: TaskRef) -> Result<Task> {
@@ -49,6 +58,7 @@ impl Service<'_> {
             |t| t.id,
             &p.page,
         )
+        .map(|page| self.with_ui_links(page))
     }
 
     pub(super) fn task_list_by_instance(
@@ -86,6 +96,7 @@ impl Service<'_> {
             |t| t.id,
             &p.page,
         )
+        .map(|page| self.with_ui_links(page))
     }
 
     /// Stops a task: pending or running → terminated (the workflow sees it at its next step).
