@@ -109,6 +109,9 @@ pub struct Batch {
 /// the phone-home URL of the batch's first instance: every machine of the batch posts its own
 /// droplet id to it, and the component forwards that to this task's workflow, which matches the
 /// droplet id. The URL's token thus vouches for "a machine of this task".
+///
+/// An instance with volumes is a batch of its own: the provider creates it alone anyway (its
+/// volumes are attached by its create call), and its script mounts its own volumes by name.
 pub fn batches(plan: &Plan, indexes: &[usize], max_batch: usize) -> Vec<Batch> {
     type Key<'a> = (
         &'a str,
@@ -120,8 +123,25 @@ pub fn batches(plan: &Plan, indexes: &[usize], max_batch: usize) -> Vec<Batch> {
         bool,
     );
     let mut groups: BTreeMap<Key<'_>, Vec<usize>> = BTreeMap::new();
+    let mut alone = Vec::new();
     for &i in indexes {
         let inst = &plan.instances[i];
+        if !inst.volumes.is_empty() {
+            alone.push(Batch {
+                region: inst.region.clone(),
+                size: inst.size.clone(),
+                image: inst.image.clone(),
+                tags: provider_tags(&inst.tags),
+                user_data: user_data(
+                    plan.payload(inst),
+                    &inst.ssh_public_keys,
+                    inst.phone_home_url.as_deref(),
+                    &mounts(inst),
+                ),
+                members: vec![i],
+            });
+            continue;
+        }
         groups
             .entry((
                 &inst.region,
@@ -144,12 +164,57 @@ pub fn batches(plan: &Plan, indexes: &[usize], max_batch: usize) -> Vec<Batch> {
                 size: size.to_string(),
                 image: image.to_string(),
                 tags: tags.clone(),
-                user_data: user_data(payload, keys, url),
+                user_data: user_data(payload, keys, url, &[]),
                 members: chunk.to_vec(),
             });
         }
     }
+    out.extend(alone);
     out
+}
+
+/// Splits batches into provider rounds of at most `max_members` machines (each round is one
+/// project look-up, so larger rounds mean fewer calls; one page of the look-up holds 200).
+pub fn rounds(batches: Vec<Batch>, max_members: usize) -> Vec<Vec<Batch>> {
+    let mut out: Vec<Vec<Batch>> = Vec::new();
+    let mut n = 0;
+    for b in batches {
+        match out.last_mut() {
+            Some(r) if n + b.members.len() <= max_members => {
+                n += b.members.len();
+                r.push(b);
+            }
+            _ => {
+                n = b.members.len();
+                out.push(vec![b]);
+            }
+        }
+    }
+    out
+}
+
+/// A volume for the script to mount.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mount {
+    /// The provider's volume name ([`volume_name`]): DigitalOcean exposes the volume as
+    /// `/dev/disk/by-id/scsi-0DO_Volume_<name>`.
+    pub volume: String,
+    /// Made on the volume if it has no filesystem yet; `None`: mounted only if it has one.
+    pub filesystem: Option<String>,
+    pub mount_point: String,
+}
+
+/// The mounts of an instance's volumes (those with a mount point), in request order.
+pub fn mounts(inst: &Inst) -> Vec<Mount> {
+    inst.volumes
+        .iter()
+        .filter(|v| !v.mount_point.is_empty())
+        .map(|v| Mount {
+            volume: volume_name(&v.name, &inst.id),
+            filesystem: v.filesystem_type.clone(),
+            mount_point: v.mount_point.clone(),
+        })
+        .collect()
 }
 
 /// The provider's name of an instance's volume: unique per region (DigitalOcean's idempotency
@@ -184,12 +249,54 @@ fn provider_tags(tags: &[String]) -> Vec<String> {
 /// Marker line the fake cloud (and operators) look for; the contract of ARCHITECTURE.md.
 pub const PHONE_HOME_MARKER: &str = "# talis-phone-home: ";
 
-/// The cloud-init script: SSH keys, the payload, then a phone-home POST naming the machine.
-/// Without a phone-home URL (no public URL configured) readiness comes from polling alone.
+/// Single-quotes `s` for sh.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Shell lines mounting one volume: wait for its device, make the filesystem only if the device
+/// has none, mount it, and keep it in fstab with `nofail` (a missing volume must not stop a
+/// reboot). A device that never appears, or a mount that fails, sets `mount_failed`.
+fn mount_lines(m: &Mount) -> String {
+    let dev = sh_quote(&format!("/dev/disk/by-id/scsi-0DO_Volume_{}", m.volume));
+    let dir = sh_quote(&m.mount_point);
+    // fstab separates fields by blanks; validation already refuses whitespace in mount points.
+    let fstab = sh_quote(&format!(
+        "/dev/disk/by-id/scsi-0DO_Volume_{} {} {} defaults,nofail,discard 0 2",
+        m.volume,
+        m.mount_point,
+        m.filesystem.as_deref().unwrap_or("auto"),
+    ));
+    let mkfs = match &m.filesystem {
+        Some(fs) => format!(
+            "  if [ -z \"$(blkid -o value -s TYPE \"$dev\" 2>/dev/null)\" ]; then mkfs -t {} \"$dev\" || mount_failed=1; fi\n",
+            sh_quote(fs)
+        ),
+        None => String::new(),
+    };
+    format!(
+        "dev={dev}\n\
+         n=0; while [ ! -b \"$dev\" ] && [ $n -lt 120 ]; do sleep 1; n=$((n+1)); done\n\
+         if [ -b \"$dev\" ]; then\n\
+         {mkfs}\
+         \x20 mkdir -p {dir}\n\
+         \x20 grep -qsF {fstab} /etc/fstab || echo {fstab} >> /etc/fstab\n\
+         \x20 mountpoint -q {dir} || mount {dir} || mount_failed=1\n\
+         else\n\
+         \x20 echo \"talis: volume {} did not appear\" >&2; mount_failed=1\n\
+         fi\n",
+        m.volume
+    )
+}
+
+/// The cloud-init script: SSH keys, the volumes mounted, the payload, then a phone-home POST
+/// naming the machine. Without a phone-home URL (no public URL configured) readiness comes
+/// from polling alone.
 pub fn user_data(
     payload: Option<&str>,
     ssh_public_keys: &[String],
     phone_home_url: Option<&str>,
+    mounts: &[Mount],
 ) -> String {
     let mut s = String::from("#!/bin/sh\n");
     if let Some(url) = phone_home_url {
@@ -205,6 +312,10 @@ pub fn user_data(
         }
         s.push_str("TALIS_KEYS_EOF\n");
     }
+    s.push_str("mount_failed=\n");
+    for m in mounts {
+        s.push_str(&mount_lines(m));
+    }
     if let Some(p) = payload.filter(|p| !p.trim().is_empty()) {
         // Run the payload in its own shell so its `exit` cannot skip the phone-home.
         s.push_str("cat > /var/lib/talis-payload.sh <<'TALIS_PAYLOAD_EOF'\n");
@@ -213,9 +324,11 @@ pub fn user_data(
             s.push('\n');
         }
         s.push_str("TALIS_PAYLOAD_EOF\n");
-        s.push_str("if sh /var/lib/talis-payload.sh; then status=ok; else status=failed; fi\n");
+        s.push_str(
+            "if [ -z \"$mount_failed\" ] && sh /var/lib/talis-payload.sh; then status=ok; else status=failed; fi\n",
+        );
     } else {
-        s.push_str("status=ok\n");
+        s.push_str("if [ -z \"$mount_failed\" ]; then status=ok; else status=failed; fi\n");
     }
     if let Some(url) = phone_home_url {
         s.push_str(
@@ -355,13 +468,134 @@ mod tests {
             Some("apt-get install -y nginx"),
             &keys,
             Some("http://x/v1/phone-home/t1"),
+            &[],
         );
         assert!(ud.contains("ssh-ed25519 AAAA me@x\nTALIS_KEYS_EOF\n"));
         assert!(ud.starts_with("#!/bin/sh\n# talis-phone-home: http://x/v1/phone-home/t1\n"));
         assert!(ud.contains("apt-get install -y nginx\nTALIS_PAYLOAD_EOF\n"));
         assert!(ud.trim_end().ends_with("'http://x/v1/phone-home/t1'"));
-        let bare = user_data(None, &[], None);
+        let bare = user_data(None, &[], None, &[]);
         assert!(!bare.contains("talis-phone-home"));
+        assert!(!bare.contains("mount "));
+    }
+
+    fn two_mounts() -> Vec<Mount> {
+        vec![
+            Mount {
+                volume: "data-12".into(),
+                filesystem: Some("ext4".into()),
+                mount_point: "/mnt/data".into(),
+            },
+            Mount {
+                volume: "logs-12".into(),
+                filesystem: None,
+                mount_point: "/var/log/app's".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn user_data_mounts_every_volume_before_the_payload() {
+        let ud = user_data(Some("echo hi"), &[], Some("http://x/p"), &two_mounts());
+        // Each volume: its own device, waited for, formatted only when blank, mounted, in fstab.
+        for (dev, dir, fs) in [
+            ("data-12", "'/mnt/data'", "ext4"),
+            ("logs-12", r"'/var/log/app'\''s'", "auto"),
+        ] {
+            assert!(
+                ud.contains(&format!("dev='/dev/disk/by-id/scsi-0DO_Volume_{dev}'")),
+                "{ud}"
+            );
+            assert!(ud.contains(&format!("mkdir -p {dir}")), "{ud}");
+            assert!(
+                ud.contains(&format!("mountpoint -q {dir} || mount {dir}")),
+                "{ud}"
+            );
+            assert!(ud.contains(&format!("scsi-0DO_Volume_{dev} ")), "{ud}");
+            assert!(
+                ud.contains(&format!(" {fs} defaults,nofail,discard 0 2'")),
+                "{ud}"
+            );
+        }
+        assert_eq!(
+            ud.matches("mkfs -t 'ext4'").count(),
+            1,
+            "only the volume asking for ext4"
+        );
+        assert!(ud.contains("blkid -o value -s TYPE"));
+        assert_eq!(ud.matches("while [ ! -b").count(), 2);
+        // Mounted before the payload runs; a failed mount fails the phone-home status.
+        assert!(ud.find("scsi-0DO_Volume_logs-12").unwrap() < ud.find("echo hi").unwrap());
+        assert!(ud.contains("if [ -z \"$mount_failed\" ] && sh /var/lib/talis-payload.sh"));
+    }
+
+    #[test]
+    fn user_data_is_valid_shell() {
+        let ud = user_data(
+            Some("set -eu\necho hi\nexit 3"),
+            &["ssh-ed25519 AAAA me@x".to_string()],
+            Some("http://x/v1/phone-home/t1?token=abc"),
+            &two_mounts(),
+        );
+        let Ok(out) = std::process::Command::new("sh")
+            .arg("-n")
+            .arg("-c")
+            .arg(&ud)
+            .output()
+        else {
+            panic!("sh must be available to check the script");
+        };
+        assert!(
+            out.status.success(),
+            "{}\n{ud}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn rounds_hold_at_most_max_members() {
+        let mut v: Vec<Inst> = (0..25).map(|i| inst(i, "nyc3", None)).collect();
+        for i in &mut v[20..] {
+            i.volumes = vec![Vol {
+                name: "d".into(),
+                size_gb: 1,
+                filesystem_type: None,
+                mount_point: String::new(),
+            }];
+        }
+        let p = plan(v);
+        let all: Vec<usize> = (0..25).collect();
+        let r = rounds(batches(&p, &all, 10), 12);
+        let sizes: Vec<usize> = r
+            .iter()
+            .map(|r| r.iter().map(|b| b.members.len()).sum())
+            .collect();
+        assert_eq!(sizes, vec![10, 12, 3]);
+    }
+
+    #[test]
+    fn instances_with_volumes_are_batches_of_their_own() {
+        let mut v: Vec<Inst> = (0..3).map(|i| inst(i, "nyc3", None)).collect();
+        for i in &mut v[..2] {
+            i.volumes = vec![Vol {
+                name: "data".into(),
+                size_gb: 10,
+                filesystem_type: Some("ext4".into()),
+                mount_point: "/mnt/data".into(),
+            }];
+        }
+        let p = plan(v);
+        let b = batches(&p, &[0, 1, 2], 10);
+        assert_eq!(b.len(), 3);
+        for (k, id) in [(1, "0"), (2, "1")] {
+            assert_eq!(b[k].members.len(), 1);
+            assert!(
+                b[k].user_data
+                    .contains(&format!("scsi-0DO_Volume_data-{id}'"))
+            );
+            assert!(b[k].user_data.contains(&format!("phone-home/{id}?")));
+        }
+        assert!(!b[0].user_data.contains("scsi-0DO_Volume"));
     }
 
     #[test]

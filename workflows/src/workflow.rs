@@ -17,8 +17,9 @@ use crate::App;
 use crate::plan::{self, Action, InstanceOutcome, Plan, Summary};
 use crate::steps::{self, Ensured, Seen, Transition, Wave};
 
-/// Batches ensured per journaled step (10 batches of 10 = 100 machines).
-const BATCHES_PER_STEP: usize = 10;
+/// Machines ensured per journaled step: one provider round (one project look-up, then the
+/// creates), recorded as soon as it returns.
+const ROUND_MEMBERS: usize = 100;
 /// Transitions recorded per journaled step (one internal call, one transaction).
 const RECORDS_PER_STEP: usize = 500;
 /// Phone-homes arriving within this window are recorded in one step.
@@ -306,11 +307,11 @@ impl<'a, 'ctx> Runner<'a, 'ctx> {
             .filter(|&i| self.plan.instances[i].needs_machine())
             .collect();
         let batches = plan::batches(&self.plan, &todo, self.app.provider.max_batch());
-        for (w, wave) in batches.chunks(BATCHES_PER_STEP).enumerate() {
+        for (w, round) in plan::rounds(batches, ROUND_MEMBERS).into_iter().enumerate() {
             if self.cancel_requested().await? {
                 return self.terminate(Some("cancelled")).await;
             }
-            let mut todo = wave.to_vec();
+            let mut todo = round;
             for attempt in 0.. {
                 let app = self.app.clone();
                 let p = self.plan.clone();
