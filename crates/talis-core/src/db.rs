@@ -216,7 +216,7 @@ fn statements(script: &str) -> Vec<String> {
         .collect()
 }
 
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(all(feature = "native-sqlite", not(target_arch = "wasm32")))]
 mod native {
     use super::{Row, Sql, Value};
     use rusqlite::types::{ToSqlOutput, ValueRef};
