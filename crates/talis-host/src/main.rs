@@ -86,7 +86,7 @@ fn key_value(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -95,10 +95,20 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let Cmd::Up(args) = Cli::parse().cmd;
-    tokio::runtime::Builder::new_multi_thread()
+    let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?
-        .block_on(up(args))
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(up(args)));
+    // One readable line (the whole cause chain), never a Debug dump with a backtrace:
+    // start-up errors name the manifest line and field, and must be the last thing logged.
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 async fn up(args: UpArgs) -> Result<()> {
