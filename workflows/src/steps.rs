@@ -215,6 +215,22 @@ pub(crate) struct Ensured {
     pub error: Option<String>,
 }
 
+impl Ensured {
+    /// `created` with the machine and its volumes; `failed` with the error (a machine that
+    /// exists is still recorded, so compensation finds it).
+    pub(crate) fn transition(&self, plan: &Plan) -> Transition {
+        let failed = self.error.is_some();
+        Transition {
+            instance_id: plan.instances[self.index].id.clone(),
+            status: if failed { "failed" } else { "created" }.to_string(),
+            provider_ref: self.provider_ref.clone(),
+            public_ip: None,
+            volumes: Some(self.volumes.clone()).filter(|v| !v.is_empty()),
+            error: self.error.clone(),
+        }
+    }
+}
+
 /// What one ensure step gave: the instances it settled, and the batches the provider's rate
 /// limit deferred (positions in the step's batch list) with how long to wait — the workflow
 /// waits that out with a durable sleep instead of burning retries.
@@ -237,36 +253,38 @@ pub(crate) async fn ensure_batches(
     batches: Vec<Batch>,
 ) -> HandlerResult<Json<Wave>> {
     let specs: Vec<MachineBatch> = batches.iter().map(|b| machine_batch(&plan, b)).collect();
+    // Each batch's `created` is recorded as soon as the batch is made, so an owner polling the
+    // task sees steady progress; the workflow records the whole step again from the journal
+    // (same transitions: no-ops), which stays the source of truth.
+    let early = std::sync::Mutex::new(Vec::new());
+    let on_batch = |pos: usize, machines: &[talis_provider::Ensured]| {
+        let ts = ensured(&plan, &batches[pos], machines.to_vec())
+            .iter()
+            .map(|e| e.transition(&plan))
+            .collect();
+        let record = record(
+            app.clone(),
+            plan.task_id.clone(),
+            ENSURE_STEP.to_string(),
+            ts,
+        );
+        if let Ok(mut v) = early.lock() {
+            v.push(tokio::spawn(record));
+        }
+    };
     let results = app
         .provider
-        .ensure_round(&specs)
+        .ensure_round_with(&specs, &on_batch)
         .await
         .map_err(provider_err)?;
+    for h in early.into_inner().unwrap_or_default() {
+        // Best effort: a failure here is repaired by the journaled record after the step.
+        let _ = h.await;
+    }
     let mut wave = Wave::default();
     for (pos, (b, r)) in batches.iter().zip(results).enumerate() {
         match r {
-            Ok(machines) => {
-                wave.ensured
-                    .extend(b.members.iter().zip(machines).map(|(&index, e)| {
-                        let inst = &plan.instances[index];
-                        Ensured {
-                            index,
-                            provider_ref: Some(e.machine.provider_ref),
-                            volumes: e
-                                .volumes
-                                .into_iter()
-                                .map(|v| VolumeDetail {
-                                    mount_point: mount_point(inst, &v.name),
-                                    id: v.provider_ref,
-                                    name: v.name,
-                                    region: v.region,
-                                    size_gb: i64::from(v.size_gigabytes),
-                                })
-                                .collect(),
-                            error: None,
-                        }
-                    }))
-            }
+            Ok(machines) => wave.ensured.extend(ensured(&plan, b, machines)),
             Err(talis_provider::Error::RateLimited { retry_after }) => {
                 wave.deferred.push(pos);
                 wave.retry_after_ms = wave.retry_after_ms.max(retry_after.as_millis() as u64);
@@ -282,6 +300,36 @@ pub(crate) async fn ensure_batches(
     }
     wave.ensured.sort_by_key(|e| e.index);
     Ok(Json(wave))
+}
+
+/// Step name under which machine creation is recorded.
+pub(crate) const ENSURE_STEP: &str = "ensure machine";
+
+/// A batch's ensured machines as the workflow journals them.
+fn ensured(plan: &Plan, b: &Batch, machines: Vec<talis_provider::Ensured>) -> Vec<Ensured> {
+    b.members
+        .iter()
+        .zip(machines)
+        .map(|(&index, e)| {
+            let inst = &plan.instances[index];
+            Ensured {
+                index,
+                provider_ref: Some(e.machine.provider_ref),
+                volumes: e
+                    .volumes
+                    .into_iter()
+                    .map(|v| VolumeDetail {
+                        mount_point: mount_point(inst, &v.name),
+                        id: v.provider_ref,
+                        name: v.name,
+                        region: v.region,
+                        size_gb: i64::from(v.size_gigabytes),
+                    })
+                    .collect(),
+                error: None,
+            }
+        })
+        .collect()
 }
 
 /// The provider's view of a batch: shared shape and script, each member's volumes.

@@ -340,22 +340,10 @@ impl<'a, 'ctx> Runner<'a, 'ctx> {
                 };
                 let ts = wave
                     .ensured
-                    .into_iter()
-                    .map(|e| {
-                        let mut t = self.transition(e.index, "created");
-                        t.provider_ref = e.provider_ref;
-                        if !e.volumes.is_empty() {
-                            t.volumes = Some(e.volumes);
-                        }
-                        if let Some(err) = e.error {
-                            // A machine that exists is still recorded, so compensation finds it.
-                            t.status = "failed".into();
-                            t.error = Some(err);
-                        }
-                        (e.index, t)
-                    })
+                    .iter()
+                    .map(|e| (e.index, e.transition(&self.plan)))
                     .collect();
-                self.record("ensure machine", ts).await?;
+                self.record(steps::ENSURE_STEP, ts).await?;
                 if wave.deferred.is_empty() {
                     break;
                 }

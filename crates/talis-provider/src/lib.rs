@@ -20,4 +20,4 @@ pub use limiter::RateLimiter;
 pub use model::{
     BatchMember, Ensured, Machine, MachineBatch, MachineSpec, MachineStatus, Volume, VolumeSpec,
 };
-pub use provider::Provider;
+pub use provider::{OnBatch, Provider};

@@ -8,6 +8,9 @@ use async_trait::async_trait;
 use crate::error::Result;
 use crate::model::{Ensured, Machine, MachineBatch, MachineSpec, Volume, VolumeSpec};
 
+/// Called with a batch's position and machines as soon as the batch is ensured.
+pub type OnBatch<'a> = dyn Fn(usize, &[Ensured]) + Send + Sync + 'a;
+
 /// Every method is safe to call again after a crash or a retryable error: creation is keyed by
 /// the machine name within the project (see [`crate::tags::machine_name`]) and the volume name
 /// within the region; deletion of something already gone succeeds.
@@ -26,7 +29,17 @@ pub trait Provider: Send + Sync {
     /// earlier race) are destroyed, the oldest kept. Retryable failures are retried after a new
     /// look-up. The outer error is for the round (e.g. invalid input); the inner ones, in the
     /// order of `batches`, for each batch (terminal, or a long rate limit to wait out).
-    async fn ensure_round(&self, batches: &[MachineBatch]) -> Result<Vec<Result<Vec<Ensured>>>>;
+    async fn ensure_round(&self, batches: &[MachineBatch]) -> Result<Vec<Result<Vec<Ensured>>>> {
+        self.ensure_round_with(batches, &|_, _| {}).await
+    }
+
+    /// [`Provider::ensure_round`], calling `on_batch(position, machines)` as soon as each batch
+    /// is ensured (to record progress before the whole round is done).
+    async fn ensure_round_with(
+        &self,
+        batches: &[MachineBatch],
+        on_batch: &OnBatch<'_>,
+    ) -> Result<Vec<Result<Vec<Ensured>>>>;
 
     /// [`Provider::ensure_round`] for one batch; the machines follow `batch.members`.
     async fn ensure_machines(&self, batch: &MachineBatch) -> Result<Vec<Machine>> {

@@ -422,10 +422,17 @@ async fn round_with_volumes_attaches_at_creation() {
     for m in &mut bare.members {
         m.instance_id = format!("{}-b", m.instance_id);
     }
+    // Each batch is reported as soon as it is made.
+    let reported = std::sync::Mutex::new(Vec::new());
     let r = do_
-        .ensure_round(&[with_vol.clone(), bare.clone()])
+        .ensure_round_with(&[with_vol.clone(), bare.clone()], &|pos, machines| {
+            reported.lock().unwrap().push((pos, machines.len()));
+        })
         .await
         .unwrap();
+    let mut reported = reported.into_inner().unwrap();
+    reported.sort_unstable();
+    assert_eq!(reported, vec![(0, 3), (1, 10)]);
     let first = r[0].as_ref().unwrap();
     assert_eq!(first.len(), 3);
     for e in first {

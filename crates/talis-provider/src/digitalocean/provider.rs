@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::model::{
     BatchMember, Ensured, Machine, MachineBatch, MachineStatus, Volume, VolumeSpec,
 };
-use crate::provider::Provider;
+use crate::provider::{OnBatch, Provider};
 use crate::tags;
 
 /// Batches of one round created concurrently (each is one or a few calls).
@@ -71,7 +71,11 @@ impl DigitalOcean {
         }
     }
 
-    async fn round(&self, batches: &[MachineBatch]) -> Result<Vec<Result<Vec<Ensured>>>> {
+    async fn round(
+        &self,
+        batches: &[MachineBatch],
+        on_batch: &OnBatch<'_>,
+    ) -> Result<Vec<Result<Vec<Ensured>>>> {
         let project = match batches.first() {
             Some(b) => b.project_id.clone(),
             None => return Ok(Vec::new()),
@@ -110,7 +114,13 @@ impl DigitalOcean {
                     let results: Vec<(usize, Result<Vec<Ensured>>)> = stream::iter(todo.clone())
                         .map(|i| {
                             let (d, v) = (&droplets, &volumes);
-                            async move { (i, self.ensure_listed(&batches[i], d, v).await) }
+                            async move {
+                                let r = self.ensure_listed(&batches[i], d, v).await;
+                                if let Ok(machines) = &r {
+                                    on_batch(i, machines);
+                                }
+                                (i, r)
+                            }
                         })
                         .buffer_unordered(ROUND_FAN_OUT)
                         .collect()
@@ -313,8 +323,12 @@ impl Provider for DigitalOcean {
         MAX_BATCH
     }
 
-    async fn ensure_round(&self, batches: &[MachineBatch]) -> Result<Vec<Result<Vec<Ensured>>>> {
-        self.round(batches).await
+    async fn ensure_round_with(
+        &self,
+        batches: &[MachineBatch],
+        on_batch: &OnBatch<'_>,
+    ) -> Result<Vec<Result<Vec<Ensured>>>> {
+        self.round(batches, on_batch).await
     }
 
     async fn get_machine(&self, provider_ref: &str) -> Result<Option<Machine>> {
