@@ -157,17 +157,34 @@ fn is_busy(message: &str) -> bool {
 /// The numbered migrations in `sql/`, oldest first.
 pub const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../../sql/0001_init.sql"))];
 
-/// The schema. Cheap when it is current (one query), so the component calls it on every request
-/// and a fresh database on any Spin runtime just works.
+/// The schema version this code expects (the last migration).
+pub const LATEST_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+/// The schema. Cheap when it is current (one `PRAGMA user_version` read, a header field), so
+/// the component calls it on every request and a fresh database on any Spin runtime just works.
 pub fn prepare(db: &dyn Sql) -> Result<()> {
-    let latest = MIGRATIONS.last().map_or(0, |m| m.0);
-    if current_version(db) >= latest {
+    if user_version(db) >= LATEST_VERSION {
         return Ok(());
     }
+    migrate(db)
+}
+
+/// `PRAGMA user_version`: the last migration applied, mirrored from `schema_version` (0 for a
+/// new database, or one migrated before the mirror existed).
+pub fn user_version(db: &dyn Sql) -> i64 {
+    db.query("PRAGMA user_version", &[])
+        .ok()
+        .and_then(|rows| rows.first().map(|r| r.int(0)))
+        .unwrap_or(0)
+}
+
+/// Applies the pending migrations (the `schema_version` table is the record) and mirrors the
+/// version into `user_version`.
+fn migrate(db: &dyn Sql) -> Result<()> {
     // A new local database goes to WAL (persistent in the file): one fsync per commit instead
     // of the rollback journal's several, and readers never wait for the writer. Runtimes that
     // manage the storage themselves (libSQL) may refuse it, which is fine.
-    if current_version(db) == 0 {
+    if recorded_version(db) == 0 {
         let _ = db.query("PRAGMA journal_mode = WAL", &[]);
     }
     transaction(db, || {
@@ -177,7 +194,7 @@ pub fn prepare(db: &dyn Sql) -> Result<()> {
             &[],
         )?;
         // Re-read under the write lock: a concurrent first request may have migrated already.
-        let current = current_version(db);
+        let current = recorded_version(db);
         for (version, script) in MIGRATIONS.iter().filter(|m| m.0 > current) {
             for stmt in statements(script) {
                 query(db, &stmt, &[])
@@ -189,11 +206,13 @@ pub fn prepare(db: &dyn Sql) -> Result<()> {
                 &[(*version).into(), crate::now().into()],
             )?;
         }
+        // Best effort: where it is refused, every request takes this slower path (still correct).
+        let _ = db.query(&format!("PRAGMA user_version = {LATEST_VERSION}"), &[]);
         Ok(())
     })
 }
 
-fn current_version(db: &dyn Sql) -> i64 {
+fn recorded_version(db: &dyn Sql) -> i64 {
     // A missing table (fresh database) is version 0.
     db.query("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[])
         .ok()

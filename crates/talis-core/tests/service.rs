@@ -68,6 +68,64 @@ fn migrations_are_idempotent() {
     );
 }
 
+/// Counts the statements a service issues.
+struct Counting<'a>(&'a rusqlite::Connection, std::cell::Cell<usize>);
+
+impl db::Sql for Counting<'_> {
+    fn query(&self, sql: &str, params: &[db::Value]) -> Result<Vec<db::Row>, String> {
+        self.1.set(self.1.get() + 1);
+        self.0.query(sql, params)
+    }
+}
+
+#[test]
+fn open_as_checks_schema_and_key_in_one_statement() {
+    let env = Env::new();
+    let cfg = cfg();
+    // A new database: the unknown key is refused after the schema is created.
+    assert_eq!(
+        Service::open_as(&env.db, &cfg, Some("talis_nope")).err(),
+        Some(Error::Unauthorized)
+    );
+    assert_eq!(db::user_version(&env.db), db::LATEST_VERSION);
+    let alice = env.user("alice");
+    let key = env
+        .call(&alice, "apikey.create", json!({ "name": "k" }))
+        .unwrap()["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let counted = Counting(&env.db, Default::default());
+    let (_, caller) = Service::open_as(&counted, &cfg, Some(&key)).unwrap();
+    assert_eq!((caller, counted.1.get()), (alice, 1));
+    let (_, caller) = Service::open_as(&counted, &cfg, Some("admin-key")).unwrap();
+    assert_eq!((caller, counted.1.get()), (Caller::ADMIN, 2));
+    assert_eq!(
+        Service::open_as(&counted, &cfg, None).err(),
+        Some(Error::Unauthorized)
+    );
+
+    // A database migrated before user_version mirrored the schema version still works, and
+    // is brought up to date without re-running a migration.
+    db::query(&env.db, "PRAGMA user_version = 0", &[]).unwrap();
+    let (_, caller) = Service::open_as(&env.db, &cfg, Some(&key)).unwrap();
+    assert_eq!(caller, alice);
+    assert_eq!(db::user_version(&env.db), db::LATEST_VERSION);
+    assert_eq!(env.count("schema_version"), 1);
+
+    // Revoked keys and deleted users are refused on the one-statement path too.
+    env.call(
+        &Caller::ADMIN,
+        "user.delete",
+        json!({ "id": alice.owner_id }),
+    )
+    .unwrap();
+    assert_eq!(
+        Service::open_as(&env.db, &cfg, Some(&key)).err(),
+        Some(Error::Unauthorized)
+    );
+}
+
 #[test]
 fn project_with_instances_is_one_task() {
     let env = Env::new();

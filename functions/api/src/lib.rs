@@ -7,12 +7,15 @@
 mod routes;
 mod trigger;
 
+use std::cell::{Cell, OnceCell};
+
 use futures::StreamExt;
 use spin_sdk::http::{Fields, IncomingRequest, Method, OutgoingResponse, ResponseOutparam};
 use spin_sdk::http_component;
 use spin_sdk::sqlite::{Connection, Value as SpinValue};
+use talis_core::auth::Caller;
 use talis_core::db::{Row, Sql, Value};
-use talis_core::settings;
+use talis_core::{Error, Service, settings};
 
 /// `Sql` over one Spin SQLite connection (one per request, so `BEGIN … COMMIT` is ours alone).
 struct SpinSql(Connection);
@@ -134,11 +137,12 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         too_large,
     };
     let settings = settings();
+    let db = Db::default();
 
     // Phone-home is answered only after forwarding, so the caller can retry on failure.
     let reply = match routes::phone_home_target(&req) {
-        Some(target) => trigger::phone_home(&settings, &req, target).await,
-        None => routes::handle(&settings, &req),
+        Some(target) => trigger::phone_home(&settings, &db, &req, target).await,
+        None => routes::handle(&settings, &db, &req),
     };
     let After { dispatch, cancel } = reply.after;
     let response = OutgoingResponse::new(
@@ -149,7 +153,7 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     // The answer goes out first: the trigger must never delay or fail a committed call.
     let _ = out.set_with_body(response, reply.body).await;
     trigger::cancel(&settings, cancel).await;
-    trigger::dispatch_and_sweep(&settings, dispatch).await;
+    trigger::dispatch_and_sweep(&settings, &db, dispatch).await;
 }
 
 async fn read_body(req: IncomingRequest) -> (Vec<u8>, bool) {
@@ -169,13 +173,53 @@ async fn read_body(req: IncomingRequest) -> (Vec<u8>, bool) {
     (body, false)
 }
 
-/// Opens the database and the service for one request.
+/// The request's database connection: opened on first use, its schema checked once, and kept
+/// for the work after the answer (trigger bookkeeping, sweep), which so needs no second open.
+#[derive(Default)]
+pub(crate) struct Db {
+    conn: OnceCell<SpinSql>,
+    checked: Cell<bool>,
+}
+
+impl Db {
+    fn sql(&self) -> Result<&SpinSql, Error> {
+        if let Some(c) = self.conn.get() {
+            return Ok(c);
+        }
+        let c = Connection::open_default().map_err(|e| Error::Db(e.to_string()))?;
+        Ok(self.conn.get_or_init(|| SpinSql(c)))
+    }
+}
+
+/// Runs `f` on the service over the request's connection.
 pub(crate) fn with_service<T>(
     settings: &Settings,
-    f: impl FnOnce(&talis_core::Service<'_>) -> Result<T, talis_core::Error>,
-) -> Result<T, talis_core::Error> {
-    let conn = Connection::open_default().map_err(|e| talis_core::Error::Db(e.to_string()))?;
-    let db = SpinSql(conn);
-    let svc = talis_core::Service::open(&db, &settings.core)?;
+    db: &Db,
+    f: impl FnOnce(&Service<'_>) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let sql = db.sql()?;
+    let svc = if db.checked.get() {
+        Service::reopen(sql, &settings.core)
+    } else {
+        let svc = Service::open(sql, &settings.core)?;
+        db.checked.set(true);
+        svc
+    };
     f(&svc)
+}
+
+/// Runs `f` for the caller the presented API key resolves to (on the first use of the
+/// connection, the schema check and the key lookup are one statement).
+pub(crate) fn with_caller<T>(
+    settings: &Settings,
+    db: &Db,
+    presented: Option<&str>,
+    f: impl FnOnce(&Service<'_>, &Caller) -> Result<T, Error>,
+) -> Result<T, Error> {
+    if db.checked.get() {
+        return with_service(settings, db, |svc| f(svc, &svc.authenticate(presented)?));
+    }
+    let (svc, caller) = Service::open_as(db.sql()?, &settings.core, presented)?;
+    db.checked.set(true);
+    f(&svc, &caller)
 }

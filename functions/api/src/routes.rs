@@ -3,10 +3,9 @@
 use serde_json::{Map, Value as Json, json};
 use spin_sdk::http::Method;
 use talis_api::{Health, MAX_BODY_BYTES, RpcRequest, RpcResponse, Slug};
-use talis_core::auth::Caller;
-use talis_core::{Error, Outcome, Service};
+use talis_core::{Error, Outcome};
 
-use crate::{After, Reply, Req, Settings, with_service};
+use crate::{After, Db, Reply, Req, Settings, with_caller, with_service};
 
 fn json_reply(status: u16, body: &impl serde::Serialize, after: After) -> Reply {
     Reply {
@@ -80,14 +79,19 @@ fn api_key(req: &Req) -> Option<&str> {
 }
 
 /// Runs a public method for the authenticated caller.
-fn call(settings: &Settings, req: &Req, method: &str, params: Json) -> Result<Outcome, Error> {
-    with_service(settings, |svc: &Service<'_>| {
-        let caller: Caller = svc.authenticate(api_key(req))?;
-        svc.call(&caller, method, params)
+fn call(
+    settings: &Settings,
+    db: &Db,
+    req: &Req,
+    method: &str,
+    params: Json,
+) -> Result<Outcome, Error> {
+    with_caller(settings, db, api_key(req), |svc, caller| {
+        svc.call(caller, method, params)
     })
 }
 
-pub(crate) fn handle(settings: &Settings, req: &Req) -> Reply {
+pub(crate) fn handle(settings: &Settings, db: &Db, req: &Req) -> Reply {
     let path = req.path.as_str();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (&req.method, segments.as_slice()) {
@@ -101,14 +105,14 @@ pub(crate) fn handle(settings: &Settings, req: &Req) -> Reply {
         (Method::Get, ["api", "v1", "openapi.json"]) => {
             json_reply(200, &talis_api::openapi::document(), After::default())
         }
-        (Method::Post, ["api", "v1"]) => rpc_envelope(settings, req),
+        (Method::Post, ["api", "v1"]) => rpc_envelope(settings, db, req),
         (Method::Post, ["v1", method]) => envelope(
-            parse_body(req).and_then(|p| call(settings, req, method, p)),
+            parse_body(req).and_then(|p| call(settings, db, req, method, p)),
             None,
         ),
         (Method::Post, ["internal", "v1", method]) => {
             let result = parse_body(req).and_then(|p| {
-                with_service(settings, |svc| {
+                with_service(settings, db, |svc| {
                     svc.verify_internal(
                         req.header("authorization")
                             .and_then(|h| h.strip_prefix("Bearer ")),
@@ -125,16 +129,18 @@ pub(crate) fn handle(settings: &Settings, req: &Req) -> Reply {
             )
         }
         (Method::Get, ["api", "v1", "instances" | "admin", ..]) => {
-            rest_read(settings, req, &segments[2..])
+            rest_read(settings, db, req, &segments[2..])
         }
         (Method::Post, ["api", "v1", "instances"]) => {
-            let result = parse_body(req).and_then(|p| call(settings, req, "instance.create", p));
+            let result =
+                parse_body(req).and_then(|p| call(settings, db, req, "instance.create", p));
             slug(result, 201, |d| {
                 d.get("instances").cloned().unwrap_or(Json::Null)
             })
         }
         (Method::Delete, ["api", "v1", "instances"]) => {
-            let result = parse_body(req).and_then(|p| call(settings, req, "instance.terminate", p));
+            let result =
+                parse_body(req).and_then(|p| call(settings, db, req, "instance.terminate", p));
             slug(result, 200, |d| d)
         }
         (Method::Get | Method::Post | Method::Delete, _) if known_path(&segments) => json_reply(
@@ -157,7 +163,7 @@ fn known_path(segments: &[&str]) -> bool {
     )
 }
 
-fn rpc_envelope(settings: &Settings, req: &Req) -> Reply {
+fn rpc_envelope(settings: &Settings, db: &Db, req: &Req) -> Reply {
     let body = match parse_body(req) {
         Ok(b) => b,
         Err(e) => return envelope(Err(e), None),
@@ -184,11 +190,11 @@ fn rpc_envelope(settings: &Settings, req: &Req) -> Reply {
     if env.method.trim().is_empty() {
         return envelope(Err(Error::BadRequest("Method is required".into())), id);
     }
-    envelope(call(settings, req, &env.method, env.params), id)
+    envelope(call(settings, db, req, &env.method, env.params), id)
 }
 
 /// The original's GET routes under `/api/v1/instances` and `/api/v1/admin/instances`.
-fn rest_read(settings: &Settings, req: &Req, rest: &[&str]) -> Reply {
+fn rest_read(settings: &Settings, db: &Db, req: &Req, rest: &[&str]) -> Reply {
     let rest = if rest.first() == Some(&"admin") {
         &rest[1..]
     } else {
@@ -197,11 +203,11 @@ fn rest_read(settings: &Settings, req: &Req, rest: &[&str]) -> Reply {
     let q = query_params(&req.query);
     match rest {
         ["instances"] | ["instances", "all-metadata"] => {
-            bare(call(settings, req, "instance.list", q))
+            bare(call(settings, db, req, "instance.list", q))
         }
-        ["instances", "public-ips"] => bare(call(settings, req, "instance.publicIps", q)),
+        ["instances", "public-ips"] => bare(call(settings, db, req, "instance.publicIps", q)),
         ["instances", id] => match id.parse::<u64>() {
-            Ok(id) => bare(call(settings, req, "instance.get", json!({ "id": id }))),
+            Ok(id) => bare(call(settings, db, req, "instance.get", json!({ "id": id }))),
             Err(_) => bare(Err(Error::invalid(
                 "id",
                 "instance id must be a positive integer",
@@ -211,7 +217,11 @@ fn rest_read(settings: &Settings, req: &Req, rest: &[&str]) -> Reply {
             Ok(id) => {
                 let mut q = q;
                 q["instance_id"] = json!(id);
-                slug(call(settings, req, "task.listByInstance", q), 200, |d| d)
+                slug(
+                    call(settings, db, req, "task.listByInstance", q),
+                    200,
+                    |d| d,
+                )
             }
             Err(_) => slug(
                 Err(Error::invalid("instance_id", "must be a positive integer")),

@@ -8,7 +8,7 @@ use talis_api::internal::{PhoneHome, PhoneHomeBody};
 use talis_api::{RpcResponse, Slug};
 use talis_core::Error;
 
-use crate::{After, Reply, Req, Settings, with_service};
+use crate::{After, Db, Reply, Req, Settings, with_service};
 
 /// Undispatched tasks younger than this are left to the call that created them.
 const SWEEP_MIN_AGE_SECS: i64 = 5;
@@ -57,12 +57,15 @@ pub(crate) async fn cancel(settings: &Settings, tasks: Vec<i64>) {
     }
 }
 
-pub(crate) async fn dispatch_and_sweep(settings: &Settings, mut tasks: Vec<i64>) {
+/// Triggers the committed tasks, and re-triggers a few whose trigger failed earlier: one query
+/// on a partial index that holds only undispatched tasks (empty in steady state), over the
+/// request's own connection, after the answer has gone out.
+pub(crate) async fn dispatch_and_sweep(settings: &Settings, db: &Db, mut tasks: Vec<i64>) {
     let ingress = settings.restate_ingress_url.as_str();
     if ingress.is_empty() {
         return;
     }
-    if let Ok(stale) = with_service(settings, |svc| {
+    if let Ok(stale) = with_service(settings, db, |svc| {
         svc.undispatched(SWEEP_MIN_AGE_SECS, SWEEP_BATCH)
     }) {
         tasks.extend(
@@ -74,7 +77,7 @@ pub(crate) async fn dispatch_and_sweep(settings: &Settings, mut tasks: Vec<i64>)
     }
     for task_id in tasks {
         if trigger(ingress, task_id).await {
-            let _ = with_service(settings, |svc| svc.mark_dispatched(task_id));
+            let _ = with_service(settings, db, |svc| svc.mark_dispatched(task_id));
         }
     }
 }
@@ -82,6 +85,7 @@ pub(crate) async fn dispatch_and_sweep(settings: &Settings, mut tasks: Vec<i64>)
 /// Verifies the token and forwards the report to the instance's create workflow.
 pub(crate) async fn phone_home(
     settings: &Settings,
+    db: &Db,
     req: &Req,
     (instance_id, token): (i64, String),
 ) -> Reply {
@@ -94,7 +98,7 @@ pub(crate) async fn phone_home(
         let r = RpcResponse::err(&e, None);
         reply(r.status(), serde_json::to_value(r).unwrap_or_default())
     };
-    let task_id = match with_service(settings, |svc| svc.phone_home_task(instance_id, &token)) {
+    let task_id = match with_service(settings, db, |svc| svc.phone_home_task(instance_id, &token)) {
         Ok(t) => t,
         Err(e) => return err(e),
     };

@@ -84,10 +84,38 @@ pub struct Service<'a> {
 }
 
 impl<'a> Service<'a> {
-    /// Applies connection settings and pending migrations (cheap when current).
+    /// Applies pending migrations (one cheap read when current).
     pub fn open(db: &'a dyn Sql, cfg: &'a Config) -> Result<Self> {
         db::prepare(db)?;
         Ok(Self { db, cfg })
+    }
+
+    /// For a connection whose schema this request has already checked with [`Service::open`] or
+    /// [`Service::open_as`] (the work after the answer reuses the request's connection).
+    pub fn reopen(db: &'a dyn Sql, cfg: &'a Config) -> Self {
+        Self { db, cfg }
+    }
+
+    /// [`Service::open`] and [`Service::authenticate`] together: for a stored key (every
+    /// user's call) the schema check and the key lookup are one statement.
+    pub fn open_as(
+        db: &'a dyn Sql,
+        cfg: &'a Config,
+        presented: Option<&str>,
+    ) -> Result<(Self, Caller)> {
+        let svc = Self { db, cfg };
+        let key = auth::presented_key(presented)?;
+        if !auth::is_admin_key(&cfg.admin_api_key, key) {
+            // Anything unexpected (no schema yet, an old one) takes the full path below.
+            if let Ok((version, caller)) = auth::lookup_with_schema_version(db, key)
+                && version >= db::LATEST_VERSION
+            {
+                return caller.map(|c| (svc, c)).ok_or(Error::Unauthorized);
+            }
+        }
+        db::prepare(db)?;
+        let caller = svc.authenticate(presented)?;
+        Ok((svc, caller))
     }
 
     /// Resolves a presented API key to the caller.
@@ -109,10 +137,7 @@ impl<'a> Service<'a> {
         }
         let c = caller;
         match method {
-            "project.create" => {
-                let (raw, p) = (params.clone(), decode(params)?);
-                self.project_create(c, p, &raw)
-            }
+            "project.create" => self.project_create(c, decode_ref(&params)?, &params),
             "project.get" => data(self.project_get(c, decode(params)?)?),
             "project.list" => data(self.project_list(c, decode(params)?)?),
             "project.delete" => self.project_delete(c, decode(params)?),
@@ -152,8 +177,7 @@ impl<'a> Service<'a> {
                     Json::Array(a) => serde_json::json!({ "instances": a }),
                     other => other,
                 };
-                let (raw, p) = (params.clone(), decode(params)?);
-                self.instance_create(c, p, &raw)
+                self.instance_create(c, decode_ref(&params)?, &params)
             }
             "instance.list" | "instance.metadata" => data(self.instance_list(c, decode(params)?)?),
             "instance.get" => data(self.instance_get(c, decode(params)?)?),
@@ -316,15 +340,25 @@ fn decode<T: DeserializeOwned>(params: Json) -> Result<T> {
     } else {
         params
     };
-    serde_path_to_error::deserialize(params).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." {
-            "params".to_owned()
-        } else {
-            path
-        };
-        Error::invalid(field, e.into_inner().to_string())
-    })
+    serde_path_to_error::deserialize(params).map_err(field_error)
+}
+
+/// [`decode`] for methods that also keep the params as sent (idempotency), without a copy.
+fn decode_ref<T: DeserializeOwned>(params: &Json) -> Result<T> {
+    if params.is_null() {
+        return decode(Json::Null);
+    }
+    serde_path_to_error::deserialize(params).map_err(field_error)
+}
+
+fn field_error(e: serde_path_to_error::Error<serde_json::Error>) -> Error {
+    let path = e.path().to_string();
+    let field = if path == "." {
+        "params".to_owned()
+    } else {
+        path
+    };
+    Error::invalid(field, e.into_inner().to_string())
 }
 
 fn to_json<T: Serialize>(v: T) -> Result<Json> {
