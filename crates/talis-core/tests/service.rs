@@ -127,6 +127,38 @@ fn open_as_checks_schema_and_key_in_one_statement() {
 }
 
 #[test]
+fn stored_names_follow_the_hostname_rule() {
+    let env = Env::new();
+    let alice = env.user("alice");
+    let mut one = req(1);
+    one["name"] = json!("solo");
+    let mut unnamed = req(2);
+    unnamed["name"] = json!("");
+    env.call(
+        &alice,
+        "project.create",
+        json!({ "name": "My Project", "instances": [req(3), one, unnamed] }),
+    )
+    .unwrap();
+    let names: Vec<String> = db::query(&env.db, "SELECT name FROM instances ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.text(0))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "node-1",
+            "node-2",
+            "node-3",
+            "solo",
+            "my-project-1",
+            "my-project-2"
+        ]
+    );
+}
+
+#[test]
 fn project_with_instances_is_one_task() {
     let env = Env::new();
     let alice = env.user("alice");
