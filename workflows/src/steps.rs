@@ -255,32 +255,33 @@ pub(crate) async fn ensure_batches(
     let specs: Vec<MachineBatch> = batches.iter().map(|b| machine_batch(&plan, b)).collect();
     // Each batch's `created` is recorded as soon as the batch is made, so an owner polling the
     // task sees steady progress; the workflow records the whole step again from the journal
-    // (same transitions: no-ops), which stays the source of truth.
-    let early = std::sync::Mutex::new(Vec::new());
+    // (same transitions: no-ops), which stays the source of truth. One writer, coalescing the
+    // batches that arrive while it writes: concurrent transactions would contend for SQLite's
+    // write lock.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<Transition>>();
+    let writer = {
+        let (app, task_id) = (app.clone(), plan.task_id.clone());
+        tokio::spawn(async move {
+            while let Some(mut ts) = rx.recv().await {
+                while let Ok(more) = rx.try_recv() {
+                    ts.extend(more);
+                }
+                // Best effort: a failure is repaired by the journaled record after the step.
+                let _ = record(app.clone(), task_id.clone(), ENSURE_STEP.to_string(), ts).await;
+            }
+        })
+    };
     let on_batch = |pos: usize, machines: &[talis_provider::Ensured]| {
         let ts = ensured(&plan, &batches[pos], machines.to_vec())
             .iter()
             .map(|e| e.transition(&plan))
             .collect();
-        let record = record(
-            app.clone(),
-            plan.task_id.clone(),
-            ENSURE_STEP.to_string(),
-            ts,
-        );
-        if let Ok(mut v) = early.lock() {
-            v.push(tokio::spawn(record));
-        }
+        let _ = tx.send(ts);
     };
-    let results = app
-        .provider
-        .ensure_round_with(&specs, &on_batch)
-        .await
-        .map_err(provider_err)?;
-    for h in early.into_inner().unwrap_or_default() {
-        // Best effort: a failure here is repaired by the journaled record after the step.
-        let _ = h.await;
-    }
+    let results = app.provider.ensure_round_with(&specs, &on_batch).await;
+    drop(tx);
+    let _ = writer.await;
+    let results = results.map_err(provider_err)?;
     let mut wave = Wave::default();
     for (pos, (b, r)) in batches.iter().zip(results).enumerate() {
         match r {
