@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 use wasmtime_wasi_http::WasiHttpCtx;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -130,7 +130,10 @@ pub fn engine(max_instances: u32) -> Result<Engine> {
         // a small Rust component's whole memory (1 MiB stack + data + heap) fits in 4 MiB.
         // Measured on /hello: p50 ≈ 115 µs with 0, ≈ 78 µs with 1 MiB, ≈ 61 µs with 4 MiB.
         .linear_memory_keep_resident(4 << 20)
-        .table_keep_resident(1 << 16);
+        .table_keep_resident(1 << 16)
+        // Where the kernel has PAGEMAP_SCAN (Linux 6.7+), reset only the pages the instance
+        // actually touched instead of memset-ing the whole resident 4 MiB on every request.
+        .pagemap_scan(Enabled::Auto);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config).map_err(|e| anyhow::anyhow!("creating the wasmtime engine: {e}"))
 }
