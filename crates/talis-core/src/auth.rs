@@ -61,24 +61,15 @@ pub fn secure_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The presented key, trimmed; missing or empty is unauthorized.
-pub fn presented_key(presented: Option<&str>) -> Result<&str> {
-    presented
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-        .ok_or(Error::Unauthorized)
-}
-
-/// Whether `key` is the bootstrap admin key (an empty admin key disables it).
-pub fn is_admin_key(admin_key: &str, key: &str) -> bool {
-    // Compare hashes, so the comparison length does not depend on the secret.
-    !admin_key.is_empty() && secure_eq(hash_key(key).as_bytes(), hash_key(admin_key).as_bytes())
-}
-
 /// Resolves a presented bearer key: the bootstrap admin key, else a live stored key of a live user.
 pub fn authenticate(db: &dyn Sql, admin_key: &str, presented: Option<&str>) -> Result<Caller> {
-    let key = presented_key(presented)?;
-    if is_admin_key(admin_key, key) {
+    let key = presented
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .ok_or(Error::Unauthorized)?;
+    // Compare hashes, so the comparison length does not depend on the secret.
+    if !admin_key.is_empty() && secure_eq(hash_key(key).as_bytes(), hash_key(admin_key).as_bytes())
+    {
         return Ok(Caller::ADMIN);
     }
     let row = db::query_opt(
@@ -88,30 +79,10 @@ pub fn authenticate(db: &dyn Sql, admin_key: &str, presented: Option<&str>) -> R
         &[hash_key(key).into()],
     )?
     .ok_or(Error::Unauthorized)?;
-    Ok(caller_of(&row, 0))
-}
-
-/// A stored (non-admin) key looked up together with the schema version, so a request needs
-/// one statement for both: `(user_version, the key's caller if it is live)`. Fails on a
-/// database without the schema.
-pub fn lookup_with_schema_version(db: &dyn Sql, key: &str) -> Result<(i64, Option<Caller>)> {
-    let row = db::query_opt(
-        db,
-        "SELECT v.user_version, u.id, u.role FROM pragma_user_version v \
-         LEFT JOIN api_keys k ON k.key_hash = ?1 AND k.revoked_at IS NULL \
-         LEFT JOIN users u ON u.id = k.owner_id AND u.deleted_at IS NULL",
-        &[hash_key(key).into()],
-    )?
-    .ok_or_else(|| Error::Db("pragma_user_version returned no row".into()))?;
-    let caller = row.opt_int(1).map(|_| caller_of(&row, 1));
-    Ok((row.int(0), caller))
-}
-
-fn caller_of(row: &[db::Value], at: usize) -> Caller {
-    Caller {
-        owner_id: row.int(at),
-        admin: row.int(at + 1) == 1,
-    }
+    Ok(Caller {
+        owner_id: row.int(0),
+        admin: row.int(1) == 1,
+    })
 }
 
 /// HMAC-SHA256 (RFC 2104).

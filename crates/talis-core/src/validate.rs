@@ -152,20 +152,13 @@ pub struct InstanceSpec {
 }
 
 impl InstanceSpec {
-    /// The hostname rule as `(base, numbered)`: `<name>` for one named machine, else
-    /// `<base>-1..N` (the insert expands it in SQL, see [`InstanceSpec::names`]).
-    pub fn hostnames(&self, project: &str) -> (String, bool) {
-        let base = self.name.clone().unwrap_or_else(|| hostname_base(project));
-        let numbered = !(self.count == 1 && self.name.is_some());
-        (base, numbered)
-    }
-
     /// Hostnames of the N machines: `<name>` for one, `<name>-1..N` for more.
     pub fn names(&self, project: &str) -> Vec<String> {
-        match self.hostnames(project) {
-            (base, false) => vec![base],
-            (base, true) => (1..=self.count).map(|i| format!("{base}-{i}")).collect(),
+        let base = self.name.clone().unwrap_or_else(|| hostname_base(project));
+        if self.count == 1 && self.name.is_some() {
+            return vec![base];
         }
+        (1..=self.count).map(|i| format!("{base}-{i}")).collect()
     }
 }
 

@@ -208,18 +208,12 @@ pub(crate) fn with_service<T>(
     f(&svc)
 }
 
-/// Runs `f` for the caller the presented API key resolves to (on the first use of the
-/// connection, the schema check and the key lookup are one statement).
+/// Runs `f` for the caller the presented API key resolves to.
 pub(crate) fn with_caller<T>(
     settings: &Settings,
     db: &Db,
     presented: Option<&str>,
     f: impl FnOnce(&Service<'_>, &Caller) -> Result<T, Error>,
 ) -> Result<T, Error> {
-    if db.checked.get() {
-        return with_service(settings, db, |svc| f(svc, &svc.authenticate(presented)?));
-    }
-    let (svc, caller) = Service::open_as(db.sql()?, &settings.core, presented)?;
-    db.checked.set(true);
-    f(&svc, &caller)
+    with_service(settings, db, |svc| f(svc, &svc.authenticate(presented)?))
 }

@@ -220,7 +220,8 @@ fn native_call(
     let result = serde_json::from_slice::<Value>(body)
         .map_err(|e| Error::BadRequest(format!("Invalid request format: {e}")))
         .and_then(|params| {
-            let (svc, caller) = Service::open_as(&conn, cfg, auth)?;
+            let svc = Service::open(&conn, cfg)?;
+            let caller = svc.authenticate(auth)?;
             svc.call(&caller, method, params)
         });
     pool.idle.lock().expect("pool").push(conn);

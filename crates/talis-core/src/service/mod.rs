@@ -90,32 +90,10 @@ impl<'a> Service<'a> {
         Ok(Self { db, cfg })
     }
 
-    /// For a connection whose schema this request has already checked with [`Service::open`] or
-    /// [`Service::open_as`] (the work after the answer reuses the request's connection).
+    /// For a connection whose schema this request has already checked with [`Service::open`]
+    /// (the work after the answer reuses the request's connection).
     pub fn reopen(db: &'a dyn Sql, cfg: &'a Config) -> Self {
         Self { db, cfg }
-    }
-
-    /// [`Service::open`] and [`Service::authenticate`] together: for a stored key (every
-    /// user's call) the schema check and the key lookup are one statement.
-    pub fn open_as(
-        db: &'a dyn Sql,
-        cfg: &'a Config,
-        presented: Option<&str>,
-    ) -> Result<(Self, Caller)> {
-        let svc = Self { db, cfg };
-        let key = auth::presented_key(presented)?;
-        if !auth::is_admin_key(&cfg.admin_api_key, key) {
-            // Anything unexpected (no schema yet, an old one) takes the full path below.
-            if let Ok((version, caller)) = auth::lookup_with_schema_version(db, key)
-                && version >= db::LATEST_VERSION
-            {
-                return caller.map(|c| (svc, c)).ok_or(Error::Unauthorized);
-            }
-        }
-        db::prepare(db)?;
-        let caller = svc.authenticate(presented)?;
-        Ok((svc, caller))
     }
 
     /// Resolves a presented API key to the caller.
