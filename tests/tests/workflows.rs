@@ -104,7 +104,12 @@ async fn volumes_are_attached_and_deleted_with_the_project() -> Result<()> {
     // Per machine one volume create and one droplet create that attaches it; no attach action.
     assert_eq!(calls(&stats, "volumes_create"), 5, "{}", stats["calls"]);
     assert_eq!(calls(&stats, "droplets_create"), 5, "{}", stats["calls"]);
-    assert_eq!(calls(&stats, "volumeActions_post_byId"), 0, "{}", stats["calls"]);
+    assert_eq!(
+        calls(&stats, "volumeActions_post_byId"),
+        0,
+        "{}",
+        stats["calls"]
+    );
     for i in instances(&stack, "withvol").await? {
         assert_eq!(
             i["volume_details"].as_array().map(Vec::len),
