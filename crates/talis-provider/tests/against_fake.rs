@@ -593,3 +593,32 @@ async fn client_requests_validate_against_the_spec() {
         .unwrap();
     assert_eq!(r.status(), 400);
 }
+
+/// A droplet made by an older client (plain name, instance tag) is found, not made again.
+#[tokio::test]
+async fn a_droplet_with_the_instance_tag_is_found() {
+    let (fake, do_) = setup(vec![], "t-legacy").await;
+    let s = spec("lg1", "plg");
+    let old = do_
+        .create_droplets(&DropletCreate {
+            name: Some(s.name.clone()),
+            region: s.region.clone(),
+            size: s.size.clone(),
+            image: s.image.clone(),
+            tags: vec![
+                tags::TALIS.into(),
+                tags::project("plg"),
+                tags::instance("lg1"),
+            ],
+            ..Default::default()
+        })
+        .await
+        .unwrap()[0]
+        .id;
+    let m = do_.ensure_machine(&s).await.unwrap();
+    assert_eq!(m.provider_ref, old.to_string());
+    assert_eq!(m.instance_id.as_deref(), Some("lg1"));
+    assert_eq!(stat(&fake.fake.stats(), "/droplets/created"), 1);
+    do_.delete_machines("plg", &["lg1".into()]).await.unwrap();
+    assert_eq!(stat(&fake.fake.stats(), "/droplets/live"), 0);
+}

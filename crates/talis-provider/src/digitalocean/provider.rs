@@ -181,7 +181,12 @@ impl DigitalOcean {
         let mut missing: Vec<&BatchMember> = Vec::new();
         for m in &batch.members {
             let name = m.machine_name();
-            let mut same: Vec<&Droplet> = droplets.iter().filter(|d| d.name == name).collect();
+            // By name; a droplet made by an older client (plain name, instance tag) counts too.
+            let itag = tags::instance(&m.instance_id);
+            let mut same: Vec<&Droplet> = droplets
+                .iter()
+                .filter(|d| d.name == name || d.tags.contains(&itag))
+                .collect();
             same.sort_by_key(|d| d.id);
             match same.split_first() {
                 Some((keep, extra)) => {
@@ -343,7 +348,7 @@ impl Provider for DigitalOcean {
             .list_droplets(Some(&tags::project(project_id)))
             .await?
             .into_iter()
-            .filter(|d| tags::instance_of_machine(&d.name) == Some(instance_id))
+            .filter(|d| machine(d.clone()).instance_id.as_deref() == Some(instance_id))
             .collect();
         if found.len() > 1 {
             return Err(Error::Conflict(format!(
@@ -366,8 +371,9 @@ impl Provider for DigitalOcean {
                 .list_droplets(Some(&tags::project(project_id)))
                 .await?
                 .into_iter()
-                .filter(|d| tags::instance_of_machine(&d.name).is_some_and(|i| ids.contains(i)))
-                .map(|d| d.id)
+                .map(machine)
+                .filter(|m| m.instance_id.as_deref().is_some_and(|i| ids.contains(i)))
+                .filter_map(|m| m.provider_ref.parse::<u64>().ok())
                 .collect();
             let results: Vec<Result<()>> = stream::iter(doomed)
                 .map(|id| self.delete_droplet(id))
