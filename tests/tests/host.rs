@@ -266,6 +266,45 @@ async fn sqlite_types_versions_and_permissions() -> Result<()> {
     Ok(())
 }
 
+/// The host reuses SQLite connections between requests; a guest must still get what a fresh
+/// connection gives: default pragmas, no TEMP objects, no transaction left open by another.
+#[tokio::test]
+async fn sqlite_connections_come_back_fresh() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let h = start(&options(dir.path())?, dir.path()).await?;
+    let read = |pragma: &'static str| {
+        let h = &h;
+        async move {
+            let (s, v) = sql(h, "/db3/x", json!({ "sql": format!("PRAGMA {pragma}") })).await?;
+            anyhow::ensure!(s == 200, "{pragma}: {v}");
+            Ok::<_, anyhow::Error>(v["rows"][0][0].clone())
+        }
+    };
+    let fresh_fk = read("foreign_keys").await?;
+    let fresh_timeout = read("busy_timeout").await?;
+    // Twice: the second time the statement may come from a statement cache.
+    for _ in 0..2 {
+        for set in ["PRAGMA foreign_keys = ON", "PRAGMA busy_timeout = 1"] {
+            let (s, v) = sql(&h, "/db3/x", json!({ "sql": set })).await?;
+            assert_eq!(s, 200, "{set}: {v}");
+        }
+        assert_eq!(read("foreign_keys").await?, fresh_fk);
+        assert_eq!(read("busy_timeout").await?, fresh_timeout);
+    }
+
+    let (s, v) = sql(&h, "/db/x", json!({"sql": "CREATE TEMP TABLE scratch (x)"})).await?;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = sql(&h, "/db/x", json!({"sql": "SELECT * FROM scratch"})).await?;
+    assert_eq!(s, 500, "a TEMP table outlived its connection: {v}");
+
+    // A transaction left open ends with its request: the next one is not inside it.
+    let (s, v) = sql(&h, "/db/x", json!({"sql": "BEGIN"})).await?;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = sql(&h, "/db/x", json!({"sql": "COMMIT"})).await?;
+    assert_eq!(s, 500, "COMMIT outside a transaction must fail: {v}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn sqlite_init_statements_and_runtime_config_label() -> Result<()> {
     let dir = tempfile::tempdir()?;

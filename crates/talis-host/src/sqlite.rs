@@ -2,12 +2,18 @@
 //!
 //! As in Spin, every `connection.open` gets its own SQLite connection, so a guest's
 //! `BEGIN … COMMIT` spans only its own statements. Opened connections are pooled per
-//! database label to avoid re-opening the file on every request; a connection handed back
-//! while inside a transaction is closed instead (which rolls the transaction back).
+//! database label to avoid re-opening the file (and re-reading the schema, re-preparing
+//! statements) on every request. The pool is invisible to guests: a connection comes back
+//! as a fresh one would be — a transaction left open is rolled back (the connection is
+//! closed), per-connection pragmas the guest set are put back to a fresh connection's
+//! values, and a connection with other session state (an attached database, a TEMP object,
+//! a pragma not in [`RESETTABLE_PRAGMAS`]) is closed instead of pooled.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::types::ValueRef;
 use wasmtime::component::Resource;
 
@@ -22,24 +28,104 @@ pub enum Location {
     Memory(String),
 }
 
+/// Per-connection settings (integer-valued, readable with `PRAGMA name`) that are put back
+/// to a fresh connection's value when a guest changed them. File-level pragmas
+/// (`journal_mode`, `user_version`…) persist in the database for every connection and are
+/// not session state.
+const RESETTABLE_PRAGMAS: &[&str] = &[
+    "foreign_keys",
+    "busy_timeout",
+    "recursive_triggers",
+    "defer_foreign_keys",
+    "query_only",
+    "cache_size",
+    "synchronous",
+    "temp_store",
+    "automatic_index",
+    "reverse_unordered_selects",
+    "ignore_check_constraints",
+    "legacy_alter_table",
+    "cell_size_check",
+    "trusted_schema",
+];
+
+/// Session state a guest changed on its connection, recorded by SQLite's authorizer while
+/// statements are prepared.
+#[derive(Default)]
+struct Session {
+    /// Resettable pragmas the guest assigned.
+    pragmas: BTreeSet<&'static str>,
+    /// State that cannot be reset: the connection must not be reused.
+    unresettable: bool,
+    /// The statement being prepared changes session state: keep it out of the statement
+    /// cache, so the authorizer sees it again the next time it is prepared.
+    stateful_statement: bool,
+}
+
+/// A connection and the session state its guests changed.
+struct Pooled {
+    conn: rusqlite::Connection,
+    session: Arc<Mutex<Session>>,
+}
+
 pub struct Database {
     location: Location,
-    idle: Mutex<Vec<rusqlite::Connection>>,
+    idle: Mutex<Vec<Pooled>>,
+    /// A fresh connection's value of every [`RESETTABLE_PRAGMAS`] entry.
+    fresh: Vec<(&'static str, i64)>,
     /// Keeps a shared in-memory database alive between requests.
     _anchor: Option<Mutex<rusqlite::Connection>>,
 }
 
 const MAX_IDLE: usize = 16;
 
+fn record(session: &Mutex<Session>, ctx: &AuthContext<'_>) -> Authorization {
+    let mut s = session.lock().expect("sqlite session lock");
+    match ctx.action {
+        AuthAction::Pragma {
+            pragma_name,
+            pragma_value: Some(_),
+        } => {
+            s.stateful_statement = true;
+            match RESETTABLE_PRAGMAS
+                .iter()
+                .find(|p| p.eq_ignore_ascii_case(pragma_name))
+            {
+                Some(p) => {
+                    s.pragmas.insert(p);
+                }
+                None => s.unresettable = true,
+            }
+        }
+        AuthAction::Attach { .. }
+        | AuthAction::Detach { .. }
+        | AuthAction::CreateTempIndex { .. }
+        | AuthAction::CreateTempTable { .. }
+        | AuthAction::CreateTempTrigger { .. }
+        | AuthAction::CreateTempView { .. } => {
+            s.stateful_statement = true;
+            s.unresettable = true;
+        }
+        _ => {}
+    }
+    Authorization::Allow
+}
+
 impl Database {
     pub fn new(location: Location) -> rusqlite::Result<Self> {
         let mut db = Self {
             location,
             idle: Mutex::new(Vec::new()),
+            fresh: Vec::new(),
             _anchor: None,
         };
         if matches!(db.location, Location::Memory(_)) {
-            db._anchor = Some(Mutex::new(db.connect()?));
+            db._anchor = Some(Mutex::new(db.open_file()?));
+        }
+        let probe = db.open_file()?;
+        for name in RESETTABLE_PRAGMAS {
+            let value = probe.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))?;
+            db.fresh.push((name, value));
         }
         Ok(db)
     }
@@ -48,7 +134,7 @@ impl Database {
         &self.location
     }
 
-    fn connect(&self) -> rusqlite::Result<rusqlite::Connection> {
+    fn open_file(&self) -> rusqlite::Result<rusqlite::Connection> {
         let conn = match &self.location {
             Location::File(p) => {
                 if let Some(dir) = p.parent() {
@@ -66,35 +152,65 @@ impl Database {
         Ok(conn)
     }
 
-    pub fn checkout(&self) -> rusqlite::Result<rusqlite::Connection> {
+    fn connect(&self) -> rusqlite::Result<Pooled> {
+        let mut conn = self.open_file()?;
+        let session = Arc::new(Mutex::new(Session::default()));
+        let watched = session.clone();
+        conn.authorizer(Some(move |ctx: AuthContext<'_>| record(&watched, &ctx)))?;
+        Ok(Pooled { conn, session })
+    }
+
+    fn checkout(&self) -> rusqlite::Result<Pooled> {
         if let Some(c) = self.idle.lock().expect("sqlite pool lock").pop() {
             return Ok(c);
         }
         self.connect()
     }
 
-    fn checkin(&self, conn: rusqlite::Connection) {
-        if !conn.is_autocommit() {
-            return; // dropped: an unfinished transaction is rolled back
+    /// Pools a connection only if it can be made to look fresh; otherwise drops it (which
+    /// also rolls back an unfinished transaction).
+    fn checkin(&self, c: Pooled) {
+        if !c.conn.is_autocommit() {
+            return;
         }
+        let changed = {
+            let mut s = c.session.lock().expect("sqlite session lock");
+            if s.unresettable {
+                return;
+            }
+            std::mem::take(&mut s.pragmas)
+        };
+        for name in changed {
+            let Some((_, value)) = self.fresh.iter().find(|(n, _)| *n == name) else {
+                return;
+            };
+            if c.conn
+                .execute_batch(&format!("PRAGMA {name} = {value}"))
+                .is_err()
+            {
+                return;
+            }
+        }
+        // The resets above went through the authorizer too.
+        *c.session.lock().expect("sqlite session lock") = Session::default();
         let mut idle = self.idle.lock().expect("sqlite pool lock");
         if idle.len() < MAX_IDLE {
-            idle.push(conn);
+            idle.push(c);
         }
     }
 
     /// Runs a batch of statements (the `--sqlite` start-up statements).
     pub fn execute_batch(&self, sql: &str) -> rusqlite::Result<()> {
-        let conn = self.checkout()?;
-        let r = conn.execute_batch(sql);
-        self.checkin(conn);
+        let c = self.checkout()?;
+        let r = c.conn.execute_batch(sql);
+        self.checkin(c);
         r
     }
 }
 
 /// The host side of a guest's `connection` resource (both interface versions).
 pub struct Connection {
-    conn: Option<rusqlite::Connection>,
+    conn: Option<Pooled>,
     db: Arc<Database>,
 }
 
@@ -149,7 +265,7 @@ impl HostState {
         Ok(Ok(res))
     }
 
-    fn sqlite_conn(&mut self, res: &Resource<Connection>) -> Result<&rusqlite::Connection, Error> {
+    fn sqlite_conn(&mut self, res: &Resource<Connection>) -> Result<&Pooled, Error> {
         self.table
             .get(res)
             .ok()
@@ -169,12 +285,25 @@ impl HostState {
     }
 }
 
-fn execute(
-    conn: &rusqlite::Connection,
-    statement: &str,
-    params: Vec<Value>,
-) -> rusqlite::Result<QueryResult> {
-    let mut stmt = conn.prepare_cached(statement)?;
+fn execute(c: &Pooled, statement: &str, params: Vec<Value>) -> rusqlite::Result<QueryResult> {
+    c.session
+        .lock()
+        .expect("sqlite session lock")
+        .stateful_statement = false;
+    let mut stmt = c.conn.prepare_cached(statement)?;
+    let cacheable = !c
+        .session
+        .lock()
+        .expect("sqlite session lock")
+        .stateful_statement;
+    let out = run(&mut stmt, params);
+    if !cacheable {
+        stmt.discard();
+    }
+    out
+}
+
+fn run(stmt: &mut rusqlite::Statement<'_>, params: Vec<Value>) -> rusqlite::Result<QueryResult> {
     let columns: Vec<String> = stmt.column_names().map(String::from).collect();
     let params: Vec<rusqlite::types::Value> = params
         .into_iter()
@@ -312,16 +441,66 @@ impl v3::HostConnection for HostState {
     async fn last_insert_rowid(&mut self, conn: Resource<Connection>) -> wasmtime::Result<i64> {
         Ok(self
             .sqlite_conn(&conn)
-            .map(|c| c.last_insert_rowid())
+            .map(|c| c.conn.last_insert_rowid())
             .unwrap_or(0))
     }
 
     async fn changes(&mut self, conn: Resource<Connection>) -> wasmtime::Result<u64> {
-        Ok(self.sqlite_conn(&conn).map(|c| c.changes()).unwrap_or(0))
+        Ok(self
+            .sqlite_conn(&conn)
+            .map(|c| c.conn.changes())
+            .unwrap_or(0))
     }
 
     async fn drop(&mut self, conn: Resource<Connection>) -> wasmtime::Result<()> {
         self.table.delete(conn)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(c: &Pooled, sql: &str) -> i64 {
+        match execute(c, sql, Vec::new()).unwrap().rows[0][0] {
+            Value::Integer(i) => i,
+            _ => panic!("not an integer"),
+        }
+    }
+
+    #[test]
+    fn pooled_connections_get_fresh_pragmas_and_no_temp_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::new(Location::File(dir.path().join("t.db"))).unwrap();
+        let c = db.checkout().unwrap();
+        let (fk, timeout) = (
+            value(&c, "PRAGMA foreign_keys"),
+            value(&c, "PRAGMA busy_timeout"),
+        );
+        db.checkin(c);
+        for _ in 0..2 {
+            let c = db.checkout().unwrap();
+            execute(&c, "PRAGMA foreign_keys = ON", Vec::new()).unwrap();
+            execute(&c, "PRAGMA busy_timeout = 1", Vec::new()).unwrap();
+            assert_eq!(value(&c, "PRAGMA busy_timeout"), 1);
+            db.checkin(c);
+            let c = db.checkout().unwrap();
+            assert_eq!(value(&c, "PRAGMA foreign_keys"), fk);
+            assert_eq!(value(&c, "PRAGMA busy_timeout"), timeout);
+            db.checkin(c);
+        }
+        assert_eq!(
+            db.idle.lock().unwrap().len(),
+            1,
+            "reset connections are reused"
+        );
+
+        let c = db.checkout().unwrap();
+        execute(&c, "CREATE TEMP TABLE scratch (x)", Vec::new()).unwrap();
+        db.checkin(c);
+        assert!(db.idle.lock().unwrap().is_empty(), "TEMP state: not pooled");
+        let c = db.checkout().unwrap();
+        assert!(execute(&c, "SELECT * FROM scratch", Vec::new()).is_err());
     }
 }
