@@ -73,11 +73,10 @@ impl KvStore {
         &self,
         f: impl FnOnce(&mut rusqlite::Connection, &str) -> rusqlite::Result<T>,
     ) -> Result<T, String> {
-        tokio::task::block_in_place(|| {
-            let mut conn = self.file.conn.lock().expect("key-value lock");
-            f(&mut conn, &self.name)
-        })
-        .map_err(|e| e.to_string())
+        // In place, not `block_in_place` (a thread hand-off per call): these are short
+        // single-row statements, as for `sqlite::execute`.
+        let mut conn = self.file.conn.lock().expect("key-value lock");
+        f(&mut conn, &self.name).map_err(|e| e.to_string())
     }
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
