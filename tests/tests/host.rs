@@ -68,6 +68,14 @@ async fn sql(host: &Host, path: &str, body: Value) -> Result<(u16, Value)> {
 
 /// A loopback HTTP server answering `body` to everything and counting connections.
 async fn loopback_server(body: &'static str) -> Result<(u16, Arc<AtomicUsize>)> {
+    slow_loopback_server(body, Duration::ZERO).await
+}
+
+/// Like `loopback_server`, answering each request only after `delay`.
+async fn slow_loopback_server(
+    body: &'static str,
+    delay: Duration,
+) -> Result<(u16, Arc<AtomicUsize>)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
     let hits = Arc::new(AtomicUsize::new(0));
@@ -85,6 +93,7 @@ async fn loopback_server(body: &'static str) -> Result<(u16, Arc<AtomicUsize>)> 
                         Ok(n) => seen.extend_from_slice(&buf[..n]),
                     }
                 }
+                tokio::time::sleep(delay).await;
                 let resp = format!(
                     "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
@@ -441,6 +450,28 @@ async fn outbound_http_allowed_and_denied() -> Result<()> {
     );
     assert_eq!(denied_hits.load(Ordering::SeqCst), 0);
     assert_eq!(allowed_hits.load(Ordering::SeqCst), 1);
+    Ok(())
+}
+
+/// A burst larger than the instance pool waits for free slots instead of failing: with room
+/// for two instances, eight requests that each hold their instance for 300 ms all succeed.
+#[tokio::test]
+async fn burst_beyond_the_instance_pool_waits_for_a_slot() -> Result<()> {
+    let (port, hits) = slow_loopback_server("pong", Duration::from_millis(300)).await?;
+    let dir = tempfile::tempdir()?;
+    let mut o = options(dir.path())?.variable("allowed_origin", format!("http://127.0.0.1:{port}"));
+    o.args = vec!["--max-instances".into(), "2".into()];
+    let h = start(&o, dir.path()).await?;
+    let mut burst = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let req = client()
+            .get(h.url("/outbound"))
+            .header("x-target", format!("http://127.0.0.1:{port}/ping"));
+        burst.spawn(async move { anyhow::Ok(req.send().await?.status().as_u16()) });
+    }
+    let statuses: Vec<u16> = burst.join_all().await.into_iter().collect::<Result<_>>()?;
+    assert_eq!(statuses, vec![200; 8]);
+    assert_eq!(hits.load(Ordering::SeqCst), 8);
     Ok(())
 }
 

@@ -137,6 +137,7 @@ async fn up(args: UpArgs) -> Result<()> {
     let server = Arc::new(server::Server {
         app: Arc::new(app),
         max_body: args.max_request_body,
+        instances: Arc::new(tokio::sync::Semaphore::new(args.max_instances as usize)),
     });
     server.serve(listener, shutdown_signal()).await;
     Ok(())

@@ -23,6 +23,9 @@ use crate::routes::RouteMatch;
 pub struct Server {
     pub app: Arc<App>,
     pub max_body: usize,
+    /// One permit per slot of the instance pool. A burst larger than the pool (e.g. a thousand
+    /// machines phoning home at once) waits for a slot instead of failing instantiation.
+    pub instances: Arc<tokio::sync::Semaphore>,
 }
 
 fn plain(status: StatusCode, text: &str) -> Response<HyperOutgoingBody> {
@@ -147,12 +150,19 @@ impl Server {
                 return plain(StatusCode::INTERNAL_SERVER_ERROR, "");
             }
         };
-        let mut store = Store::new(&self.app.engine, state);
+        let Ok(slot) = self.instances.clone().acquire_owned().await else {
+            return plain(StatusCode::SERVICE_UNAVAILABLE, "");
+        };
+        let store = Store::new(&self.app.engine, state);
         let pre = component.pre.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
         // The guest runs in its own task: it may keep streaming the body after answering,
         // and a trap or host panic there cannot take the connection task down with it.
         let task = tokio::spawn(async move {
+            // Held until the instance is dropped with this task (it may outlive the answer);
+            // locals drop in reverse order, so the store (and its pool slot) goes first.
+            let _slot = slot;
+            let mut store = store;
             let req = store
                 .data_mut()
                 .http()
