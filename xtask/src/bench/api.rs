@@ -19,8 +19,7 @@ use serde_json::{Value, json};
 use talis_api::RpcResponse;
 use talis_core::{Config, Error, Service};
 
-use super::host::{Stats, ensure_wrk, wrk};
-use crate::build::cargo;
+use super::host::{Stats, wrk};
 
 const ADMIN_KEY: &str = "bench-admin-key";
 /// Connections of the throughput run (the machine has 2 cores).
@@ -289,30 +288,9 @@ fn start_native(db: &Path) -> Result<(SocketAddr, tokio::runtime::Runtime)> {
 }
 
 pub fn run() -> Result<()> {
-    // The native side must be optimized like the host: re-run this benchmark from a release xtask.
-    if cfg!(debug_assertions) {
-        let mut c = cargo();
-        c.args([
-            "run",
-            "--release",
-            "--quiet",
-            "-p",
-            "xtask",
-            "--",
-            "bench",
-            "api",
-        ]);
-        return crate::build::run(c);
-    }
-    ensure_wrk()?;
-    crate::build::components()?;
-    let mut c = cargo();
-    c.args(["build", "--release", "-p", "talis-host"]);
-    crate::build::run(c)?;
-
-    let work = talis_stack::target_dir().join("bench-api");
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work)?;
+    let Some(work) = super::prepare_wasm_bench("api")? else {
+        return Ok(());
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

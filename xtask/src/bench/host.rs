@@ -16,8 +16,6 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use crate::build::cargo;
-
 const DURATION: &str = "8s";
 /// Loads: (connections, wrk threads).
 const LOADS: [(u32, u32); 2] = [(1, 1), (16, 2)];
@@ -174,31 +172,9 @@ fn start_native() -> Result<(SocketAddr, tokio::runtime::Runtime)> {
 }
 
 pub fn run() -> Result<()> {
-    // The native baseline runs inside this process, so it must be optimised like the host:
-    // a debug xtask (`cargo xtask` builds one) re-runs the bench from a release build.
-    if cfg!(debug_assertions) {
-        let mut c = cargo();
-        c.args([
-            "run",
-            "--quiet",
-            "--release",
-            "-p",
-            "xtask",
-            "--",
-            "bench",
-            "host",
-        ]);
-        return crate::build::run(c);
-    }
-    ensure_wrk()?;
-    crate::build::components()?;
-    let mut c = cargo();
-    c.args(["build", "--release", "-p", "talis-host"]);
-    crate::build::run(c)?;
-
-    let work = talis_stack::target_dir().join("bench-host");
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work)?;
+    let Some(work) = super::prepare_wasm_bench("host")? else {
+        return Ok(());
+    };
     let script = work.join("echo.lua");
     let body = echo_body();
     std::fs::write(

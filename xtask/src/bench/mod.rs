@@ -5,7 +5,11 @@ mod e2e;
 mod fakecloud;
 mod host;
 
+use std::path::PathBuf;
+
 use anyhow::Result;
+
+use crate::build::cargo;
 use clap::Subcommand;
 
 #[derive(Subcommand, Clone, Copy)]
@@ -27,4 +31,35 @@ pub fn run(which: Which) -> Result<()> {
         Which::Fakecloud => fakecloud::run(),
         Which::E2e => e2e::run(),
     }
+}
+
+/// Common start of the benches that compare talis-host with a native server in this process:
+/// the native side must be optimised like the host, so a debug xtask (what `cargo xtask` builds)
+/// re-runs the bench from a release build and answers `None`. Otherwise checks for wrk, builds the
+/// components and a release host, and returns a fresh work directory `target/bench-<name>`.
+fn prepare_wasm_bench(name: &str) -> Result<Option<PathBuf>> {
+    if cfg!(debug_assertions) {
+        let mut c = cargo();
+        c.args([
+            "run",
+            "--quiet",
+            "--release",
+            "-p",
+            "xtask",
+            "--",
+            "bench",
+            name,
+        ]);
+        crate::build::run(c)?;
+        return Ok(None);
+    }
+    host::ensure_wrk()?;
+    crate::build::components()?;
+    let mut c = cargo();
+    c.args(["build", "--release", "-p", "talis-host"]);
+    crate::build::run(c)?;
+    let work = talis_stack::target_dir().join(format!("bench-{name}"));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    Ok(Some(work))
 }
