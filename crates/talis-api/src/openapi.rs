@@ -1,209 +1,262 @@
-//! The OpenAPI 3 document, generated from the Rust types (served at `GET /api/v1/openapi.json`).
+//! The OpenAPI 3 document served at `GET /api/v1/openapi.json`, generated from the method table
+//! and the types: every route, its params and results, every status it answers with and every
+//! error body exactly as it is sent. `cargo xtask fuzz-api` holds the server to it.
 
-use schemars::Schema;
 use schemars::generate::{SchemaGenerator, SchemaSettings};
+use schemars::{JsonSchema, Schema};
 use serde_json::{Map, Value, json};
 
-use crate::internal::{
-    ClaimedTask, EventRecorded, InstanceTransition, InstanceTransitionBatch, PhoneHomeBody,
-    TaskClaim, TaskEventRecord, TaskFinish, TransitionsApplied,
+use crate::envelope::{Health, RouteError, RpcRequest, RpcResponse, Slug};
+use crate::internal::PhoneHomeBody;
+use crate::methods::{self, MethodInfo};
+use crate::model::Instance;
+use crate::params::{
+    InstanceCreateRequest, InstanceList, InstanceTerminate, Page, PublicIps, TaskListByInstance,
 };
-use crate::*;
 
-type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
+/// Statuses every RPC operation may answer with besides 200, each with the envelope.
+const RPC_ERRORS: &[(&str, &str)] = &[
+    ("400", "Invalid params or body (error.data names the field)"),
+    ("401", "No API key, or an unknown or revoked one"),
+    ("403", "Not allowed for this key, or over a quota"),
+    ("404", "Not found (or not the caller's)"),
+    ("409", "Conflict with the current state"),
+    ("413", "Body larger than the limit"),
+    ("500", "Storage failure"),
+];
+const REST_ERRORS: &[(&str, &str)] = &[
+    ("400", "Invalid input"),
+    ("401", "No API key, or an unknown or revoked one"),
+    ("403", "Not allowed for this key"),
+    ("404", "Not found (or not the caller's)"),
+    ("409", "Conflict with the current state"),
+    ("413", "Body larger than the limit"),
+    ("500", "Storage failure"),
+];
 
-/// One RPC method: name, summary, params and result (`data`) schemas; `()` means no `data`.
-pub struct MethodDoc {
-    pub name: &'static str,
-    pub summary: &'static str,
-    params: SchemaFn,
-    result: SchemaFn,
+fn to_value(s: Schema) -> Value {
+    s.to_value()
 }
 
-macro_rules! docs {
-    ($($name:literal => $p:ty, $r:ty, $summary:literal;)+) => {
-        &[$(MethodDoc { name: $name, summary: $summary, params: |g| g.subschema_for::<$p>(), result: |g| g.subschema_for::<$r>() }),+]
-    };
+fn json_content(schema: Value) -> Value {
+    json!({ "application/json": { "schema": schema } })
 }
 
-/// Every public method.
-pub const PUBLIC: &[MethodDoc] = docs! {
-    "project.create" => ProjectCreate, ProjectCreated, "Create a project, optionally with instances (one transaction, one create_instances task).";
-    "project.get" => ProjectRef, Project, "A project by name.";
-    "project.list" => OwnerList, Page<Project>, "The caller's projects.";
-    "project.delete" => ProjectRef, TaskQueued, "Delete a project; live instances are destroyed first by a delete_project task.";
-    "project.listInstances" => ProjectListInstances, Page<Instance>, "Instances of a project (all statuses unless filtered).";
-    "task.get" => TaskRef, Task, "A task by id.";
-    "task.list" => TaskList, Page<Task>, "Tasks of a project.";
-    "task.terminate" => TaskRef, Task, "Stop a pending or running task.";
-    "task.updateStatus" => TaskUpdateStatus, Task, "Admin only: apply a legal task status transition.";
-    "task.listByInstance" => TaskListByInstance, Page<Task>, "Tasks acting on one instance.";
-    "user.create" => UserCreate, UserCreated, "Admin only: create a user (owner) and its first API key.";
-    "user.get" => UserGet, UserGetResult, "A user by username, or the list of users.";
-    "user.get.id" => IdRef, User, "A user by id.";
-    "user.delete" => IdRef, (), "Admin only: delete a user and revoke its keys.";
-    "sshkey.create" => SshKeyCreate, SshKey, "Store an SSH public key for instances.";
-    "sshkey.list" => OwnerList, Page<SshKey>, "The caller's SSH keys.";
-    "sshkey.delete" => SshKeyDelete, (), "Delete an SSH key by name.";
-    "apikey.create" => ApiKeyCreate, ApiKeyCreated, "Create an API key (the key is shown only in this answer).";
-    "apikey.list" => OwnerList, Page<ApiKey>, "The caller's API keys (without the keys).";
-    "apikey.revoke" => IdRef, (), "Revoke an API key.";
-    "instance.create" => InstanceCreate, InstancesCreated, "Create instances in existing projects (one task per project).";
-    "instance.list" => InstanceList, Page<Instance>, "Instances (terminated ones only with include_deleted).";
-    "instance.get" => InstanceGet, Instance, "An instance by id.";
-    "instance.terminate" => InstanceTerminate, TaskQueued, "Terminate instances of a project (one terminate_instances task).";
-    "instance.publicIps" => InstanceList, PublicIps, "Public IPs of instances.";
-    "instance.metadata" => InstanceList, Page<Instance>, "Same as instance.list (the original's all-metadata).";
-};
-
-/// Every internal method (workflows only).
-pub const INTERNAL: &[MethodDoc] = docs! {
-    "task.claim" => TaskClaim, ClaimedTask, "pending → running for this invocation; the task, project, each distinct instance request once and the instances (referring to their request by index).";
-    "instance.transition" => InstanceTransition, Instance, "Apply a legal instance transition (same status: no-op; illegal: 409).";
-    "instance.transitionBatch" => InstanceTransitionBatch, TransitionsApplied, "Many transitions of one task in one transaction, each with its step event; refused ones reported per item.";
-    "task.event" => TaskEventRecord, EventRecorded, "Append a step event (a repeated event_key is a no-op).";
-    "task.finish" => TaskFinish, Task, "Terminal task transition with a result summary.";
-};
-
-fn envelope(data: Option<Schema>) -> Value {
-    let mut props = Map::new();
-    if let Some(d) = data {
-        props.insert("data".into(), d.to_value());
+/// Responses of an operation: `ok` under `ok_code`, and `errors` each with `err_schema`.
+fn responses(ok_code: &str, ok: Value, errors: &[(&str, &str)], err_schema: &Value) -> Value {
+    let mut r = Map::new();
+    r.insert(
+        ok_code.into(),
+        json!({ "description": "Success", "content": json_content(ok) }),
+    );
+    for (code, what) in errors {
+        r.insert(
+            (*code).into(),
+            json!({ "description": what, "content": json_content(err_schema.clone()) }),
+        );
     }
-    json!({ "allOf": [
-        { "$ref": "#/components/schemas/RpcResponse" },
-        { "type": "object", "properties": props }
-    ]})
+    Value::Object(r)
 }
 
-fn responses(ok: Value, ok_code: &str) -> Value {
-    let err = json!({ "description": "Error: the status equals error.code", "content": { "application/json": {
-        "schema": { "$ref": "#/components/schemas/RpcResponse" } } } });
+/// The success envelope of a method: `RpcResponse` whose `data` is the result (absent for `()`).
+fn ok_envelope(g: &mut SchemaGenerator, m: &MethodInfo) -> Value {
+    let result = to_value((m.result)(g));
+    let mut props = Map::new();
+    if result.get("type") != Some(&json!("null")) {
+        props.insert("data".into(), result);
+    }
+    props.insert(
+        "success".into(),
+        json!({ "type": "boolean", "enum": [true] }),
+    );
+    props.insert("id".into(), to_value(crate::envelope::request_id_schema(g)));
+    json!({ "type": "object", "required": ["success"], "properties": props })
+}
+
+fn rpc_operation(
+    g: &mut SchemaGenerator,
+    m: &MethodInfo,
+    id: String,
+    tag: &str,
+    err: &Value,
+) -> Value {
+    let params = to_value((m.params)(g));
     json!({
-        ok_code: { "description": "Success", "content": { "application/json": { "schema": ok } } },
-        "400": err, "401": err, "403": err, "404": err, "409": err, "413": err
+        "operationId": id,
+        "summary": m.summary(),
+        "description": m.doc.trim(),
+        "tags": [tag],
+        "requestBody": { "required": true, "content": json_content(params) },
+        "responses": responses("200", ok_envelope(g, m), RPC_ERRORS, err),
     })
 }
 
-fn rest(summary: &str, query: &[(&str, &str)], ok: Schema, code: &str) -> Value {
-    let params: Vec<Value> = query
+/// The envelope route's body: one alternative per public method, so each method's params are
+/// checked against its own schema.
+fn envelope_request(g: &mut SchemaGenerator) -> Value {
+    let id = to_value(crate::envelope::request_id_schema(g));
+    let alternatives: Vec<Value> = methods::public::METHODS
         .iter()
-        .map(|(name, ty)| {
-            let (where_, schema) = if *name == "id" { ("path", "integer") } else { ("query", *ty) };
-            json!({ "name": name, "in": where_, "required": where_ == "path", "schema": { "type": schema } })
+        .map(|m| {
+            json!({
+                "type": "object",
+                "required": ["method", "params"],
+                "properties": {
+                    "method": { "type": "string", "enum": [m.name] },
+                    "params": to_value((m.params)(g)),
+                    "id": id,
+                }
+            })
         })
         .collect();
-    json!({ "summary": summary, "parameters": params, "responses": responses(ok.to_value(), code) })
+    json!({ "oneOf": alternatives, "description": "`{method, params, id}`; `params` as the method's `POST /v1/<method>` body" })
+}
+
+/// Query parameters of a REST read, one per property of its params type (the RPC method the
+/// route calls), so both stay the same fact.
+fn query_params<T: JsonSchema>(g: &mut SchemaGenerator, skip: &[&str]) -> Vec<Value> {
+    let schema = to_value(g.root_schema_for::<T>());
+    let required: Vec<&str> = schema["required"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    schema["properties"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(name, _)| !skip.contains(&name.as_str()))
+        .map(|(name, s)| {
+            let mut s = s.clone();
+            if let Some(o) = s.as_object_mut() {
+                o.remove("description");
+            }
+            json!({ "name": name, "in": "query", "required": required.contains(&name.as_str()), "schema": s })
+        })
+        .collect()
+}
+
+fn id_path_param(name: &str) -> Value {
+    json!({ "name": name, "in": "path", "required": true, "schema": { "type": "integer", "format": "int64", "minimum": 1 } })
 }
 
 /// The whole document.
 pub fn document() -> Value {
     let mut g = SchemaSettings::openapi3().into_generator();
+    let rpc_err = to_value(g.subschema_for::<RpcResponse>());
+    let slug = to_value(g.subschema_for::<Slug>());
+    let route_err = to_value(g.subschema_for::<RouteError>());
     let mut paths = Map::new();
-    for m in PUBLIC {
-        let params = (m.params)(&mut g);
-        let result = Some((m.result)(&mut g));
-        paths.insert(
-            format!("/v1/{}", m.name),
-            json!({ "post": {
-                "operationId": m.name, "summary": m.summary, "tags": ["rpc"],
-                "requestBody": { "required": true, "content": { "application/json": { "schema": params.to_value() } } },
-                "responses": responses(envelope(result), "200"),
-            }}),
-        );
-    }
-    for m in INTERNAL {
-        let params = (m.params)(&mut g);
-        let result = Some((m.result)(&mut g));
-        paths.insert(
-            format!("/internal/v1/{}", m.name),
-            json!({ "post": {
-                "operationId": format!("internal.{}", m.name), "summary": m.summary, "tags": ["internal"],
-                "security": [{ "internalSecret": [] }],
-                "requestBody": { "required": true, "content": { "application/json": { "schema": params.to_value() } } },
-                "responses": responses(envelope(result), "200"),
-            }}),
-        );
-    }
-    let envelope_req = g.subschema_for::<RpcRequest>();
-    g.subschema_for::<RpcResponse>();
-    let names: Vec<&str> = PUBLIC.iter().map(|m| m.name).collect();
-    let rpc = json!({ "post": {
-        "operationId": "rpc", "tags": ["rpc"],
-        "summary": format!("Talis envelope {{method, params, id}}; method is one of: {}", names.join(", ")),
-        "requestBody": { "required": true, "content": { "application/json": { "schema": envelope_req.to_value() } } },
-        "responses": responses(json!({ "$ref": "#/components/schemas/RpcResponse" }), "200"),
-    }});
-    paths.insert("/api/v1/".into(), rpc.clone());
-    paths.insert("/api/v1".into(), rpc);
 
-    let list_q: &[(&str, &str)] = &[
-        ("limit", "integer"),
-        ("cursor", "string"),
-        ("offset", "integer"),
-        ("include_deleted", "boolean"),
-        ("status", "string"),
-    ];
-    let page_inst = g.subschema_for::<Page<Instance>>();
-    let ips = g.subschema_for::<PublicIps>();
-    let inst = g.subschema_for::<Instance>();
-    let slug = g.subschema_for::<Slug>();
-    let reqs = g.subschema_for::<Vec<InstanceRequest>>();
-    let term = g.subschema_for::<InstanceTerminate>();
-    let health = g.subschema_for::<Health>();
-    let phone = g.subschema_for::<PhoneHomeBody>();
-    let list = rest(
-        "Instances of the caller (admin: all owners)",
-        list_q,
-        page_inst.clone(),
-        "200",
+    for m in methods::public::METHODS {
+        let op = rpc_operation(&mut g, m, m.name.to_string(), "rpc", &rpc_err);
+        paths.insert(format!("/v1/{}", m.name), json!({ "post": op }));
+    }
+    for m in methods::internal::METHODS {
+        let mut op = rpc_operation(
+            &mut g,
+            m,
+            format!("internal.{}", m.name),
+            "internal",
+            &rpc_err,
+        );
+        op["security"] = json!([{ "internalSecret": [] }]);
+        paths.insert(format!("/internal/v1/{}", m.name), json!({ "post": op }));
+    }
+    let names: Vec<&str> = methods::public::METHODS.iter().map(|m| m.name).collect();
+    let envelope = json!({ "post": {
+        "operationId": "rpc",
+        "tags": ["rpc"],
+        "summary": "The Talis envelope {method, params, id}",
+        "description": format!("`method` is one of: {}. Answers the same envelope as `POST /v1/<method>`.", names.join(", ")),
+        "requestBody": { "required": true, "content": json_content(envelope_request(&mut g)) },
+        "responses": responses("200", rpc_err.clone(), RPC_ERRORS, &rpc_err),
+    }});
+    paths.insert("/api/v1/".into(), envelope);
+    let _ = g.subschema_for::<RpcRequest>();
+
+    // The original REST routes: bare results on success, the slug envelope on error.
+    let list_query = query_params::<InstanceList>(&mut g, &[]);
+    let page_inst = to_value(g.subschema_for::<Page<Instance>>());
+    let list = |summary: &str, ok: &Value| {
+        json!({ "summary": summary, "tags": ["rest"], "parameters": list_query,
+                "responses": responses("200", ok.clone(), REST_ERRORS, &slug) })
+    };
+    let create_body = to_value(g.subschema_for::<Vec<InstanceCreateRequest>>());
+    let terminate_body = to_value(g.subschema_for::<InstanceTerminate>());
+    paths.insert(
+        "/api/v1/instances".into(),
+        json!({
+            "get": list("Instances of the caller (admin: of every owner)", &page_inst),
+            "post": { "summary": "Create instances (body: the array of `instance.create`)", "tags": ["rest"],
+                      "requestBody": { "required": true, "content": json_content(create_body) },
+                      "responses": responses("201", slug.clone(), REST_ERRORS, &slug) },
+            "delete": { "summary": "Terminate instances (body: `instance.terminate` params)", "tags": ["rest"],
+                        "requestBody": { "required": true, "content": json_content(terminate_body) },
+                        "responses": responses("200", slug.clone(), REST_ERRORS, &slug) },
+        }),
     );
-    paths.insert("/api/v1/instances".into(), json!({
-        "get": list,
-        "post": { "summary": "Create instances (body: array of InstanceRequest)", "requestBody": { "required": true,
-            "content": { "application/json": { "schema": reqs.to_value() } } }, "responses": responses(slug.clone().to_value(), "201") },
-        "delete": { "summary": "Terminate instances", "requestBody": { "required": true,
-            "content": { "application/json": { "schema": term.to_value() } } }, "responses": responses(slug.clone().to_value(), "200") },
-    }));
     for p in [
         "/api/v1/admin/instances",
         "/api/v1/instances/all-metadata",
         "/api/v1/admin/instances/all-metadata",
     ] {
-        paths.insert(p.into(), json!({ "get": rest("Instances (same as GET /api/v1/instances)", list_q, page_inst.clone(), "200") }));
+        paths.insert(
+            p.into(),
+            json!({ "get": list("Instances (same as GET /api/v1/instances)", &page_inst) }),
+        );
     }
+    let ips = to_value(g.subschema_for::<PublicIps>());
     paths.insert(
         "/api/v1/instances/public-ips".into(),
-        json!({ "get": rest("Public IPs", list_q, ips, "200") }),
+        json!({ "get": list("Public IPs", &ips) }),
     );
+    let inst = to_value(g.subschema_for::<Instance>());
     paths.insert(
         "/api/v1/instances/{id}".into(),
-        json!({ "get": rest("One instance", &[("id", "integer")], inst, "200") }),
+        json!({ "get": { "summary": "One instance", "tags": ["rest"], "parameters": [id_path_param("id")],
+                         "responses": responses("200", inst, REST_ERRORS, &slug) } }),
     );
+    let mut task_query = query_params::<TaskListByInstance>(&mut g, &["instance_id"]);
+    task_query.insert(0, id_path_param("id"));
     paths.insert(
         "/api/v1/instances/{id}/tasks".into(),
-        json!({ "get": rest("Tasks of one instance (slug envelope, data: Page<Task>)",
-            &[("id", "integer"), ("action", "string"), ("limit", "integer"), ("offset", "integer"), ("cursor", "string")], slug.clone(), "200") }),
+        json!({ "get": { "summary": "Tasks of one instance (slug envelope; data: Page<Task>)", "tags": ["rest"],
+                         "parameters": task_query, "responses": responses("200", slug.clone(), REST_ERRORS, &slug) } }),
     );
-    paths.insert("/health".into(), json!({ "get": { "summary": "Liveness", "security": [],
-        "responses": { "200": { "description": "ok", "content": { "application/json": { "schema": health.to_value() } } } } } }));
+
+    let health = to_value(g.subschema_for::<Health>());
     paths.insert(
-        "/api/v1/openapi.json".into(),
-        json!({ "get": { "summary": "This document", "security": [],
-        "responses": { "200": { "description": "OpenAPI 3 document" } } } }),
+        "/health".into(),
+        json!({ "get": { "summary": "Liveness", "security": [], "tags": ["ops"],
+        "responses": { "200": { "description": "ok", "content": json_content(health) } } } }),
     );
+    paths.insert("/api/v1/openapi.json".into(), json!({ "get": { "summary": "This document", "security": [], "tags": ["ops"],
+        "responses": { "200": { "description": "OpenAPI 3 document", "content": json_content(json!({ "type": "object" })) } } } }));
+    let phone = to_value(g.subschema_for::<PhoneHomeBody>());
     paths.insert("/v1/phone-home/{id}".into(), json!({ "post": {
-        "summary": "A machine reports it is up; forwarded to its create workflow", "security": [],
-        "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "integer" } },
+        "summary": "A machine reports it is up; forwarded to its create workflow", "security": [], "tags": ["machines"],
+        "parameters": [id_path_param("id"),
                        { "name": "token", "in": "query", "required": true, "schema": { "type": "string" } }],
-        "requestBody": { "content": { "application/json": { "schema": phone.to_value() } } },
-        "responses": { "202": { "description": "forwarded" }, "401": { "description": "bad token" }, "404": { "description": "no such instance" } } } }));
+        "requestBody": { "required": true, "content": json_content(phone) },
+        "responses": {
+            "202": { "description": "Forwarded", "content": json_content(slug.clone()) },
+            "400": { "description": "Invalid body", "content": json_content(rpc_err.clone()) },
+            "401": { "description": "Bad or expired token", "content": json_content(rpc_err.clone()) },
+            "404": { "description": "No such instance", "content": json_content(rpc_err.clone()) },
+            "409": { "description": "No workflow engine configured", "content": json_content(rpc_err.clone()) },
+            "413": { "description": "Body larger than the limit", "content": json_content(rpc_err.clone()) },
+            "502": { "description": "The workflow engine did not take it; retry", "content": json_content(route_err.clone()) },
+        } } }));
 
     json!({
         "openapi": "3.0.3",
         "info": { "title": "Talis API", "version": env!("CARGO_PKG_VERSION"),
                   "description": "Deploy and track fleets of cloud machines. Every call is one database transaction; \
-                                  the answer is sent after commit. Lists use `limit` + opaque `cursor`." },
+                                  the answer is sent after commit. Lists use `limit` + opaque `cursor`. \
+                                  Unknown paths answer 404 and known paths called with another method 405 (with `Allow`), \
+                                  both with a `RouteError` body." },
         "security": [{ "apiKey": [] }],
         "paths": paths,
         "components": {
@@ -221,22 +274,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_method_is_documented() {
+    fn every_method_is_documented_and_every_ref_resolves() {
         let doc = document();
-        for (m, _) in crate::METHODS {
+        for m in methods::public::METHODS {
             assert!(
-                doc["paths"].get(format!("/v1/{m}")).is_some(),
-                "{m} missing"
+                doc["paths"].get(format!("/v1/{}", m.name)).is_some(),
+                "{} missing",
+                m.name
             );
         }
-        for m in crate::internal::METHODS {
+        for m in methods::internal::METHODS {
             assert!(
-                doc["paths"].get(format!("/internal/v1/{m}")).is_some(),
-                "{m} missing"
+                doc["paths"]
+                    .get(format!("/internal/v1/{}", m.name))
+                    .is_some(),
+                "{} missing",
+                m.name
             );
         }
-        assert_eq!(PUBLIC.len(), crate::METHODS.len());
-        // Every $ref resolves.
         let text = doc.to_string();
         for r in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
             let name = &r[..r.find('"').unwrap()];
@@ -245,7 +300,41 @@ mod tests {
                 "dangling ref {name}"
             );
         }
-        let pc = &doc["components"]["schemas"]["ProjectCreate"]["properties"];
-        assert!(pc.get("instances").is_some() && pc.get("idempotency_key").is_some());
+    }
+
+    #[test]
+    fn constraints_reach_the_schemas() {
+        let doc = document();
+        let s = &doc["components"]["schemas"];
+        let pc = &s["ProjectCreate"];
+        assert_eq!(pc["required"], json!(["name"]));
+        assert_eq!(
+            pc["properties"]["name"]["maxLength"],
+            json!(crate::rules::MAX_NAME)
+        );
+        assert_eq!(
+            pc["properties"]["name"]["pattern"],
+            json!(crate::rules::NAME.pattern)
+        );
+        let req = &s["InstanceRequest"]["properties"];
+        assert_eq!(
+            req["number_of_instances"]["maximum"],
+            json!(crate::rules::MAX_INSTANCES_PER_CALL)
+        );
+        assert_eq!(req["tags"]["maxItems"], json!(crate::rules::MAX_TAGS));
+        assert_eq!(
+            req["provider"]["$ref"],
+            json!("#/components/schemas/Provider")
+        );
+        let term = &s["InstanceTerminate"]["properties"]["instance_ids"];
+        assert_eq!(term["minItems"], json!(1));
+        let limit = doc["paths"]["/api/v1/instances"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "limit")
+            .unwrap()
+            .clone();
+        assert_eq!(limit["schema"]["maximum"], json!(crate::rules::MAX_LIMIT));
     }
 }

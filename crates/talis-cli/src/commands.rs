@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::CommandFactory;
 use serde_json::{Value, json};
+use talis_client::wire::methods::public as m;
 use talis_client::wire::*;
 use talis_client::{Client, Route};
 
@@ -22,7 +23,7 @@ pub const EXIT_FLEET_FAILED: u8 = 3;
 struct Ctx {
     client: Client,
     format: Format,
-    owner_id: Option<u64>,
+    owner_id: Option<OwnerId>,
 }
 
 impl Ctx {
@@ -31,20 +32,14 @@ impl Ctx {
         Ok(ExitCode::SUCCESS)
     }
 
-    fn page(&self, p: &PageArgs) -> PageParams {
-        PageParams {
-            limit: p.limit,
-            cursor: p.cursor.clone(),
-            page: p.page,
-            offset: p.offset,
-        }
-    }
-
     fn owner_list(&self, p: &PageArgs) -> OwnerList {
-        OwnerList {
-            owner_id: self.owner_id,
-            page: self.page(p),
-        }
+        paged(
+            OwnerList {
+                owner_id: self.owner_id,
+                ..Default::default()
+            },
+            p,
+        )
     }
 
     /// Adds `--owner-id` to raw params from a file (a flag beats the file).
@@ -58,7 +53,7 @@ impl Ctx {
     /// Prints what a call queued, then follows its task when asked to.
     async fn queued(
         &self,
-        task_id: Option<i64>,
+        task_id: Option<TaskId>,
         project: Option<String>,
         wait: WaitArgs,
         printed: impl FnOnce() -> Result<()>,
@@ -76,7 +71,7 @@ impl Ctx {
     /// `stopping`: the task was asked to terminate, so ending `terminated` is success.
     async fn follow(
         &self,
-        task_id: i64,
+        task_id: TaskId,
         project: Option<String>,
         timeout: Option<u64>,
         stopping: bool,
@@ -143,6 +138,40 @@ impl Ctx {
         }
     }
 }
+
+/// `params` asking for the page `--limit/--cursor/--page/--offset` name.
+fn paged<T: WithPage>(params: T, p: &PageArgs) -> T {
+    params.set_page(p.limit, p.cursor.clone(), p.page, p.offset)
+}
+
+/// The list params types, which all take a page.
+trait WithPage {
+    fn set_page(
+        self,
+        limit: Option<u32>,
+        cursor: Option<String>,
+        page: Option<u32>,
+        offset: Option<u32>,
+    ) -> Self;
+}
+
+macro_rules! with_page {
+    ($($t:ty),*) => {$(
+        impl WithPage for $t {
+            fn set_page(self, limit: Option<u32>, cursor: Option<String>, page: Option<u32>, offset: Option<u32>) -> Self {
+                self.with_page(limit, cursor, page, offset)
+            }
+        }
+    )*};
+}
+with_page!(
+    OwnerList,
+    ProjectListInstances,
+    TaskList,
+    TaskListByInstance,
+    UserGet,
+    InstanceList
+);
 
 fn parse<T: std::str::FromStr<Err = String>>(what: &str, s: &str) -> Result<T> {
     s.parse()
@@ -220,7 +249,7 @@ async fn project(ctx: &Ctx, c: ProjectCmd) -> Result<ExitCode> {
                 bail!("a project name is required: --name NAME or \"name\" in the file");
             }
             let params = ctx.with_owner(Value::Object(params));
-            let created: ProjectCreated = ctx.client.call("project.create", &params).await?;
+            let created = ctx.client.call_raw::<m::ProjectCreate>(&params).await?;
             let project = created.project.name.clone();
             ctx.queued(created.task_id, Some(project), wait, || {
                 output::print(ctx.format, &created)
@@ -251,12 +280,15 @@ async fn project(ctx: &Ctx, c: ProjectCmd) -> Result<ExitCode> {
         }
         ProjectCmd::Instances { name, status, page } => {
             let status = status.map(|s| parse("--status", &s)).transpose()?;
-            let params = ProjectListInstances {
-                name,
-                owner_id: owner,
-                status,
-                page: ctx.page(&page),
-            };
+            let params = paged(
+                ProjectListInstances {
+                    name,
+                    owner_id: owner,
+                    status,
+                    ..Default::default()
+                },
+                &page,
+            );
             ctx.print(&ctx.client.project_list_instances(&params).await?)
         }
     }
@@ -264,18 +296,21 @@ async fn project(ctx: &Ctx, c: ProjectCmd) -> Result<ExitCode> {
 
 async fn task(ctx: &Ctx, c: TaskCmd) -> Result<ExitCode> {
     let owner = ctx.owner_id;
-    let task_ref = |id: u64| TaskRef {
+    let task_ref = |id: TaskId| TaskRef {
         task_id: id,
         owner_id: owner,
     };
     match c {
         TaskCmd::Get { id } => ctx.print(&ctx.client.task_get(&task_ref(id)).await?),
         TaskCmd::List { project, page } => {
-            let params = TaskList {
-                project_name: project,
-                owner_id: owner,
-                page: ctx.page(&page),
-            };
+            let params = paged(
+                TaskList {
+                    project_name: project,
+                    owner_id: owner,
+                    ..Default::default()
+                },
+                &page,
+            );
             ctx.print(&ctx.client.task_list(&params).await?)
         }
         TaskCmd::Terminate { id, wait } => {
@@ -286,9 +321,7 @@ async fn task(ctx: &Ctx, c: TaskCmd) -> Result<ExitCode> {
                 ctx.print(&t)
             }
         }
-        TaskCmd::Watch { id, wait_timeout } => {
-            ctx.follow(id as i64, None, wait_timeout, false).await
-        }
+        TaskCmd::Watch { id, wait_timeout } => ctx.follow(id, None, wait_timeout, false).await,
         TaskCmd::ListByInstance {
             instance_id,
             action,
@@ -299,14 +332,17 @@ async fn task(ctx: &Ctx, c: TaskCmd) -> Result<ExitCode> {
                 instance_id,
                 action,
                 owner_id: owner,
-                page: ctx.page(&page),
+                limit: page.limit,
+                cursor: page.cursor,
+                page: page.page,
+                offset: page.offset,
             };
             ctx.print(&ctx.client.task_list_by_instance(&params).await?)
         }
         TaskCmd::UpdateStatus { id, status } => {
             let params = TaskUpdateStatus {
                 task_id: id,
-                status: Some(parse("STATUS", &status)?),
+                status: parse("STATUS", &status)?,
                 owner_id: owner,
             };
             ctx.print(&ctx.client.task_update_status(&params).await?)
@@ -324,13 +360,16 @@ async fn instance(ctx: &Ctx, c: InstanceCmd) -> Result<ExitCode> {
             page,
         } => {
             let status = status.map(|s| parse("--status", &s)).transpose()?;
-            let params = InstanceList {
-                owner_id: owner,
-                project_name: project,
-                status,
-                include_deleted: all,
-                page: ctx.page(&page),
-            };
+            let params = paged(
+                InstanceList {
+                    owner_id: owner,
+                    project_name: project,
+                    status,
+                    include_deleted: all,
+                    ..Default::default()
+                },
+                &page,
+            );
             ctx.print(&ctx.client.instance_list(&params).await?)
         }
         InstanceCmd::Get { id } => ctx.print(&ctx.client.instance_get(&InstanceGet { id }).await?),
@@ -348,12 +387,14 @@ async fn instance(ctx: &Ctx, c: InstanceCmd) -> Result<ExitCode> {
             .await
         }
         InstanceCmd::PublicIps { project, page } => {
-            let params = InstanceList {
-                owner_id: owner,
-                project_name: project,
-                page: ctx.page(&page),
-                ..InstanceList::default()
-            };
+            let params = paged(
+                InstanceList {
+                    owner_id: owner,
+                    project_name: project,
+                    ..Default::default()
+                },
+                &page,
+            );
             ctx.print(&ctx.client.instance_public_ips(&params).await?)
         }
     }
@@ -367,16 +408,16 @@ async fn create_instances(
     write_delete_file: bool,
 ) -> Result<ExitCode> {
     let request = RequestFile::read(file)?.instance_create()?;
-    let created: InstancesCreated = ctx.client.call("instance.create", &request).await?;
+    let created = ctx.client.call_raw::<m::InstanceCreate>(&request).await?;
     if write_delete_file {
-        let names: std::collections::BTreeMap<i64, String> = ctx
+        let names: std::collections::BTreeMap<ProjectId, String> = ctx
             .client
             .project_list_all()
             .await?
             .into_iter()
             .map(|p| (p.id, p.name))
             .collect();
-        let by_project: Vec<(String, i64)> = created
+        let by_project: Vec<(String, InstanceId)> = created
             .instances
             .iter()
             .map(|i| (names.get(&i.project_id).cloned().unwrap_or_default(), i.id))
@@ -421,7 +462,11 @@ async fn user(ctx: &Ctx, c: UserCmd) -> Result<ExitCode> {
             let params = UserCreate {
                 username,
                 email: email.unwrap_or_default(),
-                role: if role == Role::Admin { 1 } else { 0 },
+                role: if role == Role::Admin {
+                    ROLE_ADMIN
+                } else {
+                    ROLE_USER
+                },
                 public_ssh_key,
             };
             ctx.print(&ctx.client.user_create(&params).await?)
@@ -432,7 +477,7 @@ async fn user(ctx: &Ctx, c: UserCmd) -> Result<ExitCode> {
             &ctx.client
                 .user_get(&UserGet {
                     username: Some(u),
-                    page: PageParams::default(),
+                    ..Default::default()
                 })
                 .await?,
         ),
@@ -440,14 +485,7 @@ async fn user(ctx: &Ctx, c: UserCmd) -> Result<ExitCode> {
             ctx.print(&ctx.client.user_get_id(&IdRef { id }).await?)
         }
         UserCmd::Get { .. } => bail!("give a USERNAME or --id ID"),
-        UserCmd::List(p) => ctx.print(
-            &ctx.client
-                .user_get(&UserGet {
-                    username: None,
-                    page: ctx.page(&p),
-                })
-                .await?,
-        ),
+        UserCmd::List(p) => ctx.print(&ctx.client.user_get(&paged(UserGet::default(), &p)).await?),
         UserCmd::Delete { id } => {
             ctx.client.user_delete(&IdRef { id }).await?;
             ctx.print(&Done(format!("deleted user {id}")))
@@ -521,7 +559,7 @@ async fn infra(ctx: &Ctx, c: InfraCmd) -> Result<ExitCode> {
                 .get("project_name")
                 .and_then(Value::as_str)
                 .map(String::from);
-            let q: TaskQueued = ctx.client.call("instance.terminate", &params).await?;
+            let q = ctx.client.call_raw::<m::InstanceTerminate>(&params).await?;
             ctx.queued(q.task_id, project, wait, || output::print(ctx.format, &q))
                 .await
         }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Map, Value, json};
+use talis_client::wire::InstanceId;
 
 /// Largest user_data DigitalOcean accepts (the payload travels as cloud-init user data).
 const MAX_PAYLOAD: u64 = 64 * 1024;
@@ -168,7 +169,7 @@ impl RequestFile {
 pub fn write_delete_files(
     input: &Path,
     request: &Value,
-    created: &[(String, i64)],
+    created: &[(String, InstanceId)],
 ) -> Result<Vec<PathBuf>> {
     let dir = match input.parent() {
         Some(d) if !d.as_os_str().is_empty() && input != Path::new("-") => d.to_path_buf(),
@@ -186,7 +187,7 @@ pub fn write_delete_files(
     projects.dedup();
     let mut written = Vec::new();
     for project in projects {
-        let ids: Vec<i64> = created
+        let ids: Vec<InstanceId> = created
             .iter()
             .filter(|(p, _)| p == project)
             .map(|(_, id)| *id)
@@ -277,8 +278,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let input = dir.path().join("create.json");
         let req = json!({"instances": [{"owner_id": 1, "project_name": "p1"}]});
-        let written =
-            write_delete_files(&input, &req, &[("p1".into(), 10), ("p1".into(), 11)]).unwrap();
+        let written = write_delete_files(
+            &input,
+            &req,
+            &[
+                ("p1".into(), InstanceId::from_db(10)),
+                ("p1".into(), InstanceId::from_db(11)),
+            ],
+        )
+        .unwrap();
         assert_eq!(written.len(), 1);
         let name = written[0]
             .file_name()

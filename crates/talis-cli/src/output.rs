@@ -181,7 +181,7 @@ impl Row for Project {
         vec![
             self.id.to_string(),
             self.name.clone(),
-            self.status.clone(),
+            self.status.to_string(),
             or_dash(&self.description),
             when(&self.created_at),
         ]
@@ -309,7 +309,7 @@ impl Render for ProjectCreated {
 impl Render for InstancesCreated {
     fn table(&self) -> Table {
         let mut t = self.instances.table();
-        let ids: Vec<String> = self.task_ids.iter().map(i64::to_string).collect();
+        let ids: Vec<String> = self.task_ids.iter().map(TaskId::to_string).collect();
         t.footer = Some(format!("queued by task {}", ids.join(", ")));
         t
     }

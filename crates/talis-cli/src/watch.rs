@@ -111,7 +111,7 @@ async fn project_name(client: &Client, task: &Task) -> Result<Option<String>> {
 /// Follows `task_id` until it is terminal. `project` avoids a lookup when the caller knows it.
 pub async fn watch(
     client: &Client,
-    task_id: i64,
+    task_id: TaskId,
     project: Option<String>,
     timeout: Option<Duration>,
 ) -> Result<Outcome> {
@@ -183,11 +183,8 @@ pub async fn watch(
     }
 }
 
-fn task_ref(id: i64) -> TaskRef {
-    TaskRef {
-        task_id: id as u64,
-        owner_id: None,
-    }
+fn task_ref(id: TaskId) -> TaskRef {
+    TaskRef::new(id)
 }
 
 /// What the user sees while waiting.
@@ -196,12 +193,12 @@ enum View {
         multi: MultiProgress,
         task: ProgressBar,
         counts: ProgressBar,
-        reported: BTreeSet<i64>,
+        reported: BTreeSet<InstanceId>,
     },
     Plain {
         last_line: Option<Instant>,
         last_status: Option<TaskStatus>,
-        reported: BTreeSet<i64>,
+        reported: BTreeSet<InstanceId>,
     },
 }
 
@@ -305,7 +302,10 @@ impl View {
     }
 }
 
-fn new_failures<'a>(reported: &mut BTreeSet<i64>, instances: &'a [Instance]) -> Vec<&'a Instance> {
+fn new_failures<'a>(
+    reported: &mut BTreeSet<InstanceId>,
+    instances: &'a [Instance],
+) -> Vec<&'a Instance> {
     instances
         .iter()
         .filter(|i| i.status == InstanceStatus::Failed && reported.insert(i.id))

@@ -68,6 +68,8 @@ pub struct ApiError {
     pub status: u16,
     /// `error.code` of the envelope (equals the HTTP status for Talis).
     pub code: i64,
+    /// What went wrong, as a word a program can match.
+    pub kind: talis_api::ErrorKind,
     /// Human-readable message.
     pub message: String,
     /// Structured details, e.g. the offending field.

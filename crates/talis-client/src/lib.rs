@@ -16,13 +16,11 @@ pub mod wire {
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use url::Url;
 
 pub use error::{ApiError, Error, Result};
-pub use methods::METHODS;
 
 /// Which of the two equivalent routes requests go to.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -189,16 +187,25 @@ impl Client {
         self.send(Method::POST, &path, Some(&body)).await
     }
 
-    /// Calls an RPC method: params serialised as JSON, `data` deserialised into `R`.
-    pub async fn call<P: Serialize + ?Sized, R: DeserializeOwned>(
+    /// Calls method `M`: its params serialised as JSON, `data` deserialised into its result.
+    pub async fn call<M: talis_api::methods::Method>(
         &self,
-        method: &str,
-        params: &P,
-    ) -> Result<R> {
+        params: &M::Params,
+    ) -> Result<M::Result> {
         let params = serde_json::to_value(params)
-            .map_err(|e| Error::Config(format!("params of {method}: {e}")))?;
-        let data = self.call_value(method, &params).await?;
-        decode(&self.url(method), data)
+            .map_err(|e| Error::Config(format!("params of {}: {e}", M::NAME)))?;
+        let data = self.call_value(M::NAME, &params).await?;
+        decode(&self.url(M::NAME), data)
+    }
+
+    /// Calls method `M` with params as written (e.g. a request file, which the server then
+    /// validates and names the offending field of); the answer is typed.
+    pub async fn call_raw<M: talis_api::methods::Method>(
+        &self,
+        params: &Value,
+    ) -> Result<M::Result> {
+        let data = self.call_value(M::NAME, params).await?;
+        decode(&self.url(M::NAME), data)
     }
 
     /// The API's health route (`GET /health`): Ok when the server answers 2xx.
@@ -307,6 +314,7 @@ fn unwrap_envelope(url: &Url, status: StatusCode, bytes: &[u8]) -> Result<Value>
         (_, Some(e)) => Err(Error::Api(ApiError {
             status: status.as_u16(),
             code: i64::from(e.code),
+            kind: e.kind,
             message: e.message,
             data: e.data.filter(|d| !d.is_null()),
         })),
@@ -336,7 +344,7 @@ mod tests {
         let err = unwrap_envelope(
             &url(),
             StatusCode::BAD_REQUEST,
-            br#"{"error":{"code":400,"message":"region is required","data":{"field":"instances[0].region"}},"success":false}"#,
+            br#"{"error":{"code":400,"kind":"invalid","message":"region is required","data":{"field":"instances[0].region"}},"success":false}"#,
         )
         .unwrap_err();
         let api = err.api().expect("api error");

@@ -1,31 +1,33 @@
 //! API keys (generated, hashed, resolved to a caller), the internal secret and phone-home tokens.
 
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use talis_api::OwnerId;
 
 use crate::db::{self, RowExt, Sql};
-use crate::model::ADMIN_OWNER_ID;
 use crate::{Error, Result};
 
 /// Who is calling, resolved from the presented API key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Caller {
-    pub owner_id: i64,
+    pub owner_id: OwnerId,
     /// The bootstrap admin key, or a key of a user with role 1: may act for any owner.
     pub admin: bool,
 }
 
 impl Caller {
     pub const ADMIN: Caller = Caller {
-        owner_id: ADMIN_OWNER_ID,
+        owner_id: OwnerId::ADMIN,
         admin: true,
     };
 
     /// The owner a call acts for. `owner_id` in params is accepted for compatibility with the
     /// original API but must be the caller's own id unless the caller is admin.
-    pub fn acting_for(&self, owner_id: Option<u64>) -> Result<i64> {
+    pub fn acting_for(&self, owner_id: Option<OwnerId>) -> Result<OwnerId> {
         match owner_id {
-            None | Some(0) => Ok(self.owner_id),
-            Some(id) if self.admin || id as i64 == self.owner_id => Ok(id as i64),
+            None | Some(OwnerId::ADMIN) => Ok(self.owner_id),
+            Some(id) if self.admin || id == self.owner_id => Ok(id),
             Some(_) => Err(Error::Forbidden(
                 "owner_id does not match the API key's owner".into(),
             )),
@@ -33,9 +35,9 @@ impl Caller {
     }
 
     /// Owner filter for reads by id: None lets an admin see every owner's rows.
-    pub fn scope(&self, owner_id: Option<u64>) -> Result<Option<i64>> {
+    pub fn scope(&self, owner_id: Option<OwnerId>) -> Result<Option<OwnerId>> {
         match owner_id {
-            None | Some(0) if self.admin => Ok(None),
+            None | Some(OwnerId::ADMIN) if self.admin => Ok(None),
             other => self.acting_for(other).map(Some),
         }
     }
@@ -56,9 +58,12 @@ pub fn hash_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
-/// Constant-time equality, so comparing secrets leaks no timing.
-pub fn secure_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Equality of two secrets in constant time, compared by their hashes so that neither the
+/// content nor the length of the expected secret leaks through timing.
+pub fn secure_eq(presented: &[u8], expected: &[u8]) -> bool {
+    Sha256::digest(presented)
+        .ct_eq(&Sha256::digest(expected))
+        .into()
 }
 
 /// Resolves a presented bearer key: the bootstrap admin key, else a live stored key of a live user.
@@ -67,9 +72,7 @@ pub fn authenticate(db: &dyn Sql, admin_key: &str, presented: Option<&str>) -> R
         .map(str::trim)
         .filter(|k| !k.is_empty())
         .ok_or(Error::Unauthorized)?;
-    // Compare hashes, so the comparison length does not depend on the secret.
-    if !admin_key.is_empty() && secure_eq(hash_key(key).as_bytes(), hash_key(admin_key).as_bytes())
-    {
+    if !admin_key.is_empty() && secure_eq(key.as_bytes(), admin_key.as_bytes()) {
         return Ok(Caller::ADMIN);
     }
     let row = db::query_opt(
@@ -80,30 +83,16 @@ pub fn authenticate(db: &dyn Sql, admin_key: &str, presented: Option<&str>) -> R
     )?
     .ok_or(Error::Unauthorized)?;
     Ok(Caller {
-        owner_id: row.int(0),
+        owner_id: OwnerId::from_db(row.int(0)),
         admin: row.int(1) == 1,
     })
 }
 
 /// HMAC-SHA256 (RFC 2104).
 pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
-    const BLOCK: usize = 64;
-    let mut k = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let pad = |byte: u8| k.map(|b| b ^ byte);
-    let inner = Sha256::new()
-        .chain_update(pad(0x36))
-        .chain_update(msg)
-        .finalize();
-    Sha256::new()
-        .chain_update(pad(0x5c))
-        .chain_update(inner)
-        .finalize()
-        .into()
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+    mac.update(msg);
+    mac.finalize().into_bytes().into()
 }
 
 /// The token in an instance's phone-home URL: hex HMAC-SHA256(internal_secret, "phone-home:{id}").
@@ -175,17 +164,18 @@ mod tests {
     #[test]
     fn scoping() {
         let alice = Caller {
-            owner_id: 5,
+            owner_id: OwnerId::from_db(5),
             admin: false,
         };
-        assert_eq!(alice.acting_for(None).unwrap(), 5);
-        assert_eq!(alice.acting_for(Some(5)).unwrap(), 5);
+        let id = OwnerId::from_db;
+        assert_eq!(alice.acting_for(None).unwrap(), id(5));
+        assert_eq!(alice.acting_for(Some(id(5))).unwrap(), id(5));
         assert!(matches!(
-            alice.acting_for(Some(6)),
+            alice.acting_for(Some(id(6))),
             Err(Error::Forbidden(_))
         ));
-        assert_eq!(Caller::ADMIN.acting_for(Some(6)).unwrap(), 6);
+        assert_eq!(Caller::ADMIN.acting_for(Some(id(6))).unwrap(), id(6));
         assert_eq!(Caller::ADMIN.scope(None).unwrap(), None);
-        assert_eq!(alice.scope(None).unwrap(), Some(5));
+        assert_eq!(alice.scope(None).unwrap(), Some(id(5)));
     }
 }

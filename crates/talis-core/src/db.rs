@@ -51,6 +51,23 @@ impl From<&String> for Value {
         Value::Text(v.clone())
     }
 }
+macro_rules! id_values {
+    ($($id:ty),*) => {$(
+        impl From<$id> for Value {
+            fn from(v: $id) -> Self {
+                Value::Integer(v.get())
+            }
+        }
+    )*};
+}
+id_values!(
+    talis_api::OwnerId,
+    talis_api::ProjectId,
+    talis_api::TaskId,
+    talis_api::InstanceId,
+    talis_api::RowId
+);
+
 impl<T: Into<Value>> From<Option<T>> for Value {
     fn from(v: Option<T>) -> Self {
         v.map_or(Value::Null, Into::into)

@@ -1,15 +1,14 @@
-//! Talis domain: models, enums, validation, status state machines, SQL access behind the `Sql`
-//! trait, and the RPC service. Knows nothing about HTTP, Spin or Restate.
+//! The Talis service: the handlers of the method table (`talis_api::methods`) over SQL, API-key
+//! auth and phone-home tokens, and the migrations. Knows nothing about HTTP, Spin or Restate:
+//! the component hands it a connection, a caller and JSON params; it answers with a typed
+//! result and the work to do after commit.
 
 pub mod auth;
 pub mod db;
 pub mod error;
-pub mod model;
-pub mod params;
+mod rows;
 pub mod service;
 pub mod settings;
-pub mod status;
-pub mod validate;
 
 pub use error::{Error, Result};
 pub use service::{Config, Outcome, Service};

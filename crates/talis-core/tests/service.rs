@@ -1,9 +1,14 @@
 //! The RPC service run natively on rusqlite (the same code the component runs on Spin SQLite).
 
 use serde_json::{Value, json};
+use talis_api::{InstanceId, TaskId};
 use talis_core::auth::Caller;
 use talis_core::db::{self, RowExt};
 use talis_core::{Config, Error, Service};
+
+/// A real OpenSSH public key (keys are parsed, not pattern-matched).
+const ED25519: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0wmN/Cr3JXqmLW7u+g9pTh+wyqDHpSQEIQczXkVx9q me@host";
 
 fn cfg() -> Config {
     Config {
@@ -35,7 +40,9 @@ impl Env {
             .map(|o| o.data.unwrap_or(Value::Null))
     }
     fn internal(&self, method: &str, params: Value) -> Result<Value, Error> {
-        self.svc().call_internal(method, params)
+        self.svc()
+            .call_internal(method, params)
+            .map(|o| o.data.unwrap_or(Value::Null))
     }
     /// A new user and a caller for their API key.
     fn user(&self, name: &str) -> Caller {
@@ -110,7 +117,7 @@ fn stored_names_follow_the_hostname_rule() {
     env.call(
         &alice,
         "project.create",
-        json!({ "name": "My Project", "instances": [req(3), one, unnamed] }),
+        json!({ "name": "My_Project", "instances": [req(3), one, unnamed] }),
     )
     .unwrap();
     let names: Vec<String> = db::query(&env.db, "SELECT name FROM instances ORDER BY id", &[])
@@ -145,7 +152,10 @@ fn project_with_instances_is_one_task() {
         .unwrap();
     let data = out.data.unwrap();
     assert_eq!(data["instance_ids"].as_array().unwrap().len(), 103);
-    assert_eq!(out.dispatch, vec![data["task_id"].as_i64().unwrap()]);
+    assert_eq!(
+        out.dispatch,
+        vec![TaskId::from_db(data["task_id"].as_i64().unwrap())]
+    );
     assert_eq!(env.count("tasks"), 1);
     let task = env
         .call(&alice, "task.get", json!({ "task_id": data["task_id"] }))
@@ -180,7 +190,10 @@ fn failure_mid_write_leaves_nothing() {
         .unwrap_err();
     assert_eq!(
         err,
-        Error::invalid("instances[1].ssh_keys[0]", "no SSH key named 'missing'")
+        Error::NotFoundField {
+            field: "instances[1].ssh_keys[0]".into(),
+            what: "SSH key 'missing'".into()
+        }
     );
     for t in [
         "projects",
@@ -264,7 +277,7 @@ fn owners_are_isolated() {
             json!({ "name": "p", "owner_id": alice.owner_id }),
         )
         .unwrap();
-    assert_eq!(p["owner_id"], alice.owner_id);
+    assert_eq!(p["owner_id"], alice.owner_id.get());
 }
 
 #[test]
@@ -305,11 +318,11 @@ fn pagination_walks_every_row_once() {
     assert_eq!(p3["rows"].as_array().unwrap().len(), 1);
     assert!(matches!(
         env.call(&alice, "project.list", json!({ "limit": 0 })),
-        Err(Error::Invalid { .. })
+        Err(Error::Invalid(_))
     ));
     assert!(matches!(
         env.call(&alice, "project.list", json!({ "cursor": "zz" })),
-        Err(Error::Invalid { .. })
+        Err(Error::Invalid(_))
     ));
 }
 
@@ -320,12 +333,12 @@ fn workflow_lifecycle_through_internal_rpc() {
     env.call(
         &alice,
         "sshkey.create",
-        json!({ "name": "me", "public_key": "ssh-ed25519 AAAAC3 me@host" }),
+        json!({ "name": "me", "public_key": ED25519 }),
     )
     .unwrap();
     let mut r = req(2);
     r["ssh_key_name"] = json!("me");
-    r["provision"] = json!(true);
+    r["execute_payload"] = json!(true);
     r["payload"] = json!("#!/bin/sh\necho hi\n");
     let data = env
         .call(
@@ -362,9 +375,14 @@ fn workflow_lifecycle_through_internal_rpc() {
         inst["phone_home_url"],
         format!("http://api.test/v1/phone-home/{id}?token={token}")
     );
-    assert_eq!(env.svc().phone_home_task(id, &token).unwrap(), task_id);
     assert_eq!(
-        env.svc().phone_home_task(id, "bad"),
+        env.svc()
+            .phone_home_task(InstanceId::from_db(id), &token)
+            .unwrap(),
+        TaskId::from_db(task_id)
+    );
+    assert_eq!(
+        env.svc().phone_home_task(InstanceId::from_db(id), "bad"),
         Err(Error::Unauthorized)
     );
     // The task links its invocation in the Restate UI.
@@ -394,7 +412,7 @@ fn workflow_lifecycle_through_internal_rpc() {
         "instance.transition",
         json!({ "instance_id": id, "task_id": task_id, "status": "pending" }),
     );
-    assert!(matches!(illegal, Err(Error::Conflict(_))));
+    assert!(matches!(illegal, Err(Error::IllegalTransition(_))));
     let ev = json!({ "task_id": task_id, "instance_id": id, "step": "create droplet", "status": "ok", "event_key": "e1" });
     assert_eq!(
         env.internal("task.event", ev.clone()).unwrap()["duplicate"],
@@ -411,7 +429,7 @@ fn workflow_lifecycle_through_internal_rpc() {
         "task.finish",
         json!({ "task_id": task_id, "status": "failed" }),
     );
-    assert!(matches!(late, Err(Error::Conflict(_))));
+    assert!(matches!(late, Err(Error::IllegalTransition(_))));
 }
 
 #[test]
@@ -444,14 +462,14 @@ fn project_delete_with_live_instances_queues_a_task() {
         .call(&alice, "project.delete", json!({ "name": "p" }))
         .unwrap();
     let task_id = out.data.as_ref().unwrap()["task_id"].as_i64().unwrap();
-    assert_eq!(out.dispatch, vec![task_id]);
+    assert_eq!(out.dispatch, vec![TaskId::from_db(task_id)]);
     // Repeat: the same task, nothing new.
     let again = env
         .call(&alice, "project.delete", json!({ "name": "p" }))
         .unwrap();
     assert_eq!(again["task_id"], task_id);
     assert!(matches!(
-        env.call(&alice, "instance.create", json!([{ "project_name": "p", "provider": "do", "region": "r", "size": "s", "image": "i", "number_of_instances": 1 }])),
+        env.call(&alice, "instance.create", json!({ "instances": [{ "project_name": "p", "provider": "do", "region": "r", "size": "s", "image": "i", "number_of_instances": 1 }] })),
         Err(Error::Conflict(_))
     ));
     env.internal(
@@ -478,7 +496,7 @@ fn claim_lists_each_distinct_request_once() {
     let env = Env::new();
     let alice = env.user("alice");
     let mut a = req(3);
-    a["provision"] = json!(true);
+    a["execute_payload"] = json!(true);
     a["payload"] = json!("#!/bin/sh\necho a\n");
     let mut b = a.clone();
     b["region"] = json!("ams3");
@@ -546,7 +564,7 @@ fn claim_lists_each_distinct_request_once() {
     assert!(
         requests
             .iter()
-            .all(|r| r["payload"] == "" && r["provision"] == true)
+            .all(|r| r["payload"] == "" && r["region"] != "")
     );
 }
 
@@ -594,7 +612,7 @@ fn terminate_instances_and_dispatch_bookkeeping() {
     assert_eq!(only["rows"][0]["ID"], term);
     let svc = env.svc();
     assert_eq!(svc.undispatched(0, 10).unwrap().len(), 2);
-    svc.mark_dispatched(term).unwrap();
+    svc.mark_dispatched(TaskId::from_db(term)).unwrap();
     assert_eq!(svc.undispatched(0, 10).unwrap().len(), 1);
     assert!(svc.undispatched(60, 10).unwrap().is_empty());
 }
@@ -629,12 +647,12 @@ fn users_keys_and_admin_only_methods() {
             "user.create",
             json!({ "username": "y", "role": "admin" })
         ),
-        Err(Error::Invalid { .. })
+        Err(Error::Invalid(_))
     ));
     let me = env
         .call(&alice, "user.get", json!({ "username": "alice" }))
         .unwrap();
-    assert_eq!(me["user"]["ID"], alice.owner_id);
+    assert_eq!(me["user"]["ID"], alice.owner_id.get());
     assert_eq!(
         env.call(&alice, "user.get", json!({ "username": "admin" })),
         Err(Error::NotFound("user"))
@@ -680,7 +698,7 @@ fn decode_errors_name_the_field() {
         )
         .unwrap_err();
     match err {
-        Error::Invalid { field, .. } => assert_eq!(field, "instances[0].number_of_instances"),
+        Error::Invalid(e) => assert_eq!(e.first.field, "instances[0].number_of_instances"),
         e => panic!("{e:?}"),
     }
     assert_eq!(
@@ -689,11 +707,11 @@ fn decode_errors_name_the_field() {
     );
     assert!(matches!(
         env.call(&alice, "task.get", json!({ "task_id": -1 })),
-        Err(Error::Invalid { .. })
+        Err(Error::Invalid(_))
     ));
     assert!(matches!(
         env.call(&alice, "project.create", json!([1])),
-        Err(Error::Invalid { .. })
+        Err(Error::Invalid(_))
     ));
 }
 

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use spin_sdk::http::{Fields, IncomingRequest, Method, OutgoingResponse, ResponseOutparam};
 use spin_sdk::http_component;
 use spin_sdk::sqlite::{Connection, Value as SpinValue};
-use talis_core::auth::Caller;
+use talis_api::TaskId;
 use talis_core::db::{Row, Sql, Value};
 use talis_core::{Error, Service, settings};
 
@@ -104,6 +104,8 @@ impl Req {
 /// What to answer, and what to do once the answer is sent.
 pub(crate) struct Reply {
     pub status: u16,
+    /// Headers besides `content-type: application/json`.
+    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub after: After,
 }
@@ -111,9 +113,9 @@ pub(crate) struct Reply {
 #[derive(Default)]
 pub(crate) struct After {
     /// Committed tasks to trigger.
-    pub dispatch: Vec<i64>,
+    pub dispatch: Vec<TaskId>,
     /// Terminated tasks whose running workflow is told to stop and compensate.
-    pub cancel: Vec<i64>,
+    pub cancel: Vec<TaskId>,
 }
 
 #[http_component]
@@ -145,10 +147,9 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         None => routes::handle(&settings, &db, &req),
     };
     let After { dispatch, cancel } = reply.after;
-    let response = OutgoingResponse::new(
-        Fields::from_list(&[("content-type".to_owned(), b"application/json".to_vec())])
-            .expect("static header"),
-    );
+    let mut headers = vec![("content-type".to_owned(), b"application/json".to_vec())];
+    headers.extend(reply.headers.into_iter().map(|(k, v)| (k, v.into_bytes())));
+    let response = OutgoingResponse::new(Fields::from_list(&headers).expect("valid headers"));
     let _ = response.set_status_code(reply.status);
     // The answer goes out first: the trigger must never delay or fail a committed call.
     let _ = out.set_with_body(response, reply.body).await;
@@ -163,7 +164,7 @@ async fn read_body(req: IncomingRequest) -> (Vec<u8>, bool) {
         match chunk {
             Ok(c) => {
                 body.extend(c);
-                if body.len() > talis_api::MAX_BODY_BYTES {
+                if body.len() > talis_api::rules::MAX_BODY_BYTES {
                     return (Vec::new(), true);
                 }
             }
@@ -206,14 +207,4 @@ pub(crate) fn with_service<T>(
         svc
     };
     f(&svc)
-}
-
-/// Runs `f` for the caller the presented API key resolves to.
-pub(crate) fn with_caller<T>(
-    settings: &Settings,
-    db: &Db,
-    presented: Option<&str>,
-    f: impl FnOnce(&Service<'_>, &Caller) -> Result<T, Error>,
-) -> Result<T, Error> {
-    with_service(settings, db, |svc| f(svc, &svc.authenticate(presented)?))
 }

@@ -1,32 +1,110 @@
 //! Routes: HTTP → service call → envelope. No SQL and no business rules here.
+//!
+//! Every request goes: route (unknown path → 404) → method (known path, other method → 405
+//! with `Allow`) → API key where one is needed (401, before the body is read) → body (400 when
+//! missing or not JSON) → the service (which validates the params).
 
-use serde_json::{Map, Value as Json, json};
+use serde_json::Value as Json;
 use spin_sdk::http::Method;
-use talis_api::{Health, MAX_BODY_BYTES, RpcRequest, RpcResponse, Slug};
+use talis_api::methods::{self, Method as _, public as m};
+use talis_api::rules::MAX_BODY_BYTES;
+use talis_api::{Health, RouteError, RpcRequest, RpcResponse, Slug};
+use talis_core::auth::Caller;
 use talis_core::{Error, Outcome};
 
-use crate::{After, Db, Reply, Req, Settings, with_caller, with_service};
+use crate::{After, Db, Reply, Req, Settings, with_service};
+
+/// The routes this component serves.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Route<'a> {
+    Health,
+    OpenApi,
+    /// `POST /api/v1/`: the Talis envelope.
+    Envelope,
+    /// `POST /v1/<method>`: a public method, params as the body.
+    Typed(&'static str),
+    /// `POST /internal/v1/<method>`: the workflows' methods.
+    Internal(&'static str),
+    /// `/api/v1/instances` (GET, POST, DELETE) and `/api/v1/admin/instances` (GET).
+    Instances { admin: bool },
+    /// `/api/v1[/admin]/instances/all-metadata`.
+    AllMetadata,
+    PublicIps,
+    Instance(&'a str),
+    InstanceTasks(&'a str),
+    /// `POST /v1/phone-home/<instance id>?token=…`.
+    PhoneHome(&'a str),
+}
+
+impl<'a> Route<'a> {
+    pub(crate) fn parse(path: &'a str) -> Option<Route<'a>> {
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        Some(match segments.as_slice() {
+            ["health"] => Route::Health,
+            ["api", "v1", "openapi.json"] => Route::OpenApi,
+            ["api", "v1"] => Route::Envelope,
+            ["v1", "phone-home", id] => Route::PhoneHome(id),
+            ["v1", name] => Route::Typed(methods::public(name)?.name),
+            ["internal", "v1", name] => Route::Internal(methods::internal(name)?.name),
+            ["api", "v1", "instances"] => Route::Instances { admin: false },
+            ["api", "v1", "admin", "instances"] => Route::Instances { admin: true },
+            ["api", "v1", "instances", "all-metadata"] | ["api", "v1", "admin", "instances", "all-metadata"] => {
+                Route::AllMetadata
+            }
+            ["api", "v1", "instances", "public-ips"] => Route::PublicIps,
+            ["api", "v1", "instances", id] => Route::Instance(id),
+            ["api", "v1", "instances", id, "tasks"] => Route::InstanceTasks(id),
+            _ => return None,
+        })
+    }
+
+    /// The methods this route answers.
+    pub(crate) fn allowed(&self) -> &'static [Method] {
+        match self {
+            Route::Health | Route::OpenApi | Route::AllMetadata | Route::PublicIps => &[Method::Get],
+            Route::Instance(_) | Route::InstanceTasks(_) => &[Method::Get],
+            Route::Instances { admin: true } => &[Method::Get],
+            Route::Instances { admin: false } => &[Method::Get, Method::Post, Method::Delete],
+            Route::Envelope | Route::Typed(_) | Route::Internal(_) | Route::PhoneHome(_) => &[Method::Post],
+        }
+    }
+}
+
+fn method_name(m: &Method) -> &'static str {
+    match m {
+        Method::Get => "GET",
+        Method::Post => "POST",
+        Method::Delete => "DELETE",
+        Method::Put => "PUT",
+        Method::Patch => "PATCH",
+        Method::Head => "HEAD",
+        Method::Options => "OPTIONS",
+        Method::Connect => "CONNECT",
+        Method::Trace => "TRACE",
+        Method::Other(_) => "OTHER",
+    }
+}
 
 fn json_reply(status: u16, body: &impl serde::Serialize, after: After) -> Reply {
-    Reply {
-        status,
-        body: serde_json::to_vec(body).unwrap_or_default(),
-        after,
-    }
+    Reply { status, headers: Vec::new(), body: serde_json::to_vec(body).unwrap_or_default(), after }
+}
+
+fn route_error(status: u16, error: String) -> Reply {
+    json_reply(status, &RouteError { error }, After::default())
+}
+
+fn after(o: &mut Outcome) -> After {
+    After { dispatch: std::mem::take(&mut o.dispatch), cancel: std::mem::take(&mut o.cancel) }
 }
 
 fn envelope(result: Result<Outcome, Error>, id: Option<Json>) -> Reply {
     match result {
-        Ok(o) => json_reply(
-            200,
-            &RpcResponse::ok(o.data, id),
-            After {
-                dispatch: o.dispatch,
-                cancel: o.cancel,
-            },
-        ),
+        Ok(mut o) => {
+            let after = after(&mut o);
+            json_reply(200, &RpcResponse::ok(o.data, id), after)
+        }
         Err(e) => {
-            let r = RpcResponse::err(&e, id);
+            let r = RpcResponse::err(e.to_wire(), id);
             json_reply(r.status(), &r, After::default())
         }
     }
@@ -35,15 +113,11 @@ fn envelope(result: Result<Outcome, Error>, id: Option<Json>) -> Reply {
 /// The original REST style: the slug envelope.
 fn slug(result: Result<Outcome, Error>, ok_status: u16, pick: impl FnOnce(Json) -> Json) -> Reply {
     match result {
-        Ok(o) => json_reply(
-            ok_status,
-            &Slug::ok(pick(o.data.unwrap_or(Json::Null))),
-            After {
-                dispatch: o.dispatch,
-                cancel: o.cancel,
-            },
-        ),
-        Err(e) => json_reply(e.status(), &Slug::err(&e), After::default()),
+        Ok(mut o) => {
+            let after = after(&mut o);
+            json_reply(ok_status, &Slug::ok(pick(o.data.unwrap_or(Json::Null))), after)
+        }
+        Err(e) => json_reply(e.status(), &Slug::err(&e.to_wire()), After::default()),
     }
 }
 
@@ -51,260 +125,154 @@ fn slug(result: Result<Outcome, Error>, ok_status: u16, pick: impl FnOnce(Json) 
 fn bare(result: Result<Outcome, Error>) -> Reply {
     match result {
         Ok(o) => json_reply(200, &o.data.unwrap_or(Json::Null), After::default()),
-        Err(e) => json_reply(e.status(), &Slug::err(&e), After::default()),
+        Err(e) => json_reply(e.status(), &Slug::err(&e.to_wire()), After::default()),
     }
 }
 
-fn parse_body(req: &Req) -> Result<Json, Error> {
+/// The request's JSON body; a body is required on every POST and DELETE.
+pub(crate) fn parse_body(req: &Req) -> Result<Json, Error> {
     if req.too_large {
         return Err(Error::TooLarge(MAX_BODY_BYTES));
     }
     if req.body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Json::Null);
+        return Err(Error::invalid("body", "is required: a JSON document"));
     }
-    serde_json::from_slice(&req.body)
-        .map_err(|e| Error::BadRequest(format!("Invalid request format: {e}")))
+    serde_json::from_slice(&req.body).map_err(|e| Error::BadRequest(format!("Invalid request format: {e}")))
 }
 
 /// The presented API key: `Authorization: Bearer`, or the `apikey` / `X-API-Key` headers that
 /// the original's gateway and Go client use.
 fn api_key(req: &Req) -> Option<&str> {
     req.header("authorization")
-        .and_then(|h| {
-            h.strip_prefix("Bearer ")
-                .or_else(|| h.strip_prefix("bearer "))
-        })
+        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
         .or_else(|| req.header("apikey"))
         .or_else(|| req.header("x-api-key"))
 }
 
-/// Runs a public method for the authenticated caller.
+/// Authenticates, then reads the params with `params` (only once the key is good), then runs
+/// the public method `name`.
 fn call(
     settings: &Settings,
     db: &Db,
     req: &Req,
-    method: &str,
-    params: Json,
+    name: &str,
+    params: impl FnOnce() -> Result<Json, Error>,
 ) -> Result<Outcome, Error> {
-    with_caller(settings, db, api_key(req), |svc, caller| {
-        svc.call(caller, method, params)
+    with_service(settings, db, |svc| {
+        let caller: Caller = svc.authenticate(api_key(req))?;
+        svc.call(&caller, name, params()?)
     })
 }
 
 pub(crate) fn handle(settings: &Settings, db: &Db, req: &Req) -> Reply {
-    let path = req.path.as_str();
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match (&req.method, segments.as_slice()) {
-        (Method::Get, ["health"]) => json_reply(
-            200,
-            &Health {
-                status: "healthy".into(),
-            },
-            After::default(),
-        ),
-        (Method::Get, ["api", "v1", "openapi.json"]) => {
-            json_reply(200, &talis_api::openapi::document(), After::default())
+    let Some(route) = Route::parse(&req.path) else {
+        return route_error(404, format!("Cannot {} {}", method_name(&req.method), req.path));
+    };
+    if !route.allowed().contains(&req.method) {
+        let allow: Vec<&str> = route.allowed().iter().map(method_name).collect();
+        let mut r = route_error(405, format!("{} is not allowed on {}", method_name(&req.method), req.path));
+        r.headers.push(("allow".into(), allow.join(", ")));
+        return r;
+    }
+    match route {
+        Route::Health => json_reply(200, &Health { status: "healthy".into() }, After::default()),
+        Route::OpenApi => json_reply(200, &talis_api::openapi::document(), After::default()),
+        Route::Envelope => rpc_envelope(settings, db, req),
+        Route::Typed(name) => envelope(call(settings, db, req, name, || parse_body(req)), None),
+        Route::Internal(name) => {
+            let result = with_service(settings, db, |svc| {
+                svc.verify_internal(req.header("authorization").and_then(|h| h.strip_prefix("Bearer ")))?;
+                svc.call_internal(name, parse_body(req)?)
+            });
+            envelope(result, None)
         }
-        (Method::Post, ["api", "v1"]) => rpc_envelope(settings, db, req),
-        (Method::Post, ["v1", method]) => envelope(
-            parse_body(req).and_then(|p| call(settings, db, req, method, p)),
-            None,
-        ),
-        (Method::Post, ["internal", "v1", method]) => {
-            let result = parse_body(req).and_then(|p| {
-                with_service(settings, db, |svc| {
-                    svc.verify_internal(
-                        req.header("authorization")
-                            .and_then(|h| h.strip_prefix("Bearer ")),
-                    )?;
-                    svc.call_internal(method, p)
+        Route::Instances { .. } if req.method == Method::Post => {
+            // The original's body is the bare array of instance requests.
+            let result = call(settings, db, req, m::InstanceCreate::NAME, || {
+                parse_body(req).map(|b| match b {
+                    Json::Array(a) => serde_json::json!({ "instances": a }),
+                    other => other,
                 })
             });
-            envelope(
-                result.map(|data| Outcome {
-                    data: Some(data),
-                    ..Outcome::default()
-                }),
-                None,
-            )
+            slug(result, 201, |d| d.get("instances").cloned().unwrap_or(Json::Null))
         }
-        (Method::Get, ["api", "v1", "instances" | "admin", ..]) => {
-            rest_read(settings, db, req, &segments[2..])
+        Route::Instances { .. } if req.method == Method::Delete => {
+            slug(call(settings, db, req, m::InstanceTerminate::NAME, || parse_body(req)), 200, |d| d)
         }
-        (Method::Post, ["api", "v1", "instances"]) => {
-            let result =
-                parse_body(req).and_then(|p| call(settings, db, req, "instance.create", p));
-            slug(result, 201, |d| {
-                d.get("instances").cloned().unwrap_or(Json::Null)
-            })
+        Route::Instances { .. } | Route::AllMetadata => {
+            bare(call(settings, db, req, m::InstanceList::NAME, || query::<talis_api::InstanceList>(&req.query)))
         }
-        (Method::Delete, ["api", "v1", "instances"]) => {
-            let result =
-                parse_body(req).and_then(|p| call(settings, db, req, "instance.terminate", p));
+        Route::PublicIps => {
+            bare(call(settings, db, req, m::InstancePublicIps::NAME, || query::<talis_api::InstanceList>(&req.query)))
+        }
+        Route::Instance(id) => bare(call(settings, db, req, m::InstanceGet::NAME, || {
+            path_id("id", id).map(|id| serde_json::json!({ "id": id }))
+        })),
+        Route::InstanceTasks(id) => {
+            let result = call(settings, db, req, m::TaskListByInstance::NAME, || {
+                let id = path_id("id", id)?;
+                // The instance comes from the path, whatever the query says.
+                let mut q = form_urlencoded::Serializer::new(String::new());
+                q.extend_pairs(form_urlencoded::parse(req.query.as_bytes()).filter(|(k, _)| k != "instance_id"));
+                q.append_pair("instance_id", &id.to_string());
+                query::<talis_api::TaskListByInstance>(&q.finish())
+            });
             slug(result, 200, |d| d)
         }
-        (Method::Get | Method::Post | Method::Delete, _) if known_path(&segments) => json_reply(
-            405,
-            &json!({ "error": "Method Not Allowed" }),
-            After::default(),
-        ),
-        (m, _) => json_reply(
-            404,
-            &json!({ "error": format!("Cannot {m} {path}") }),
-            After::default(),
-        ),
+        // Answered by `trigger::phone_home` (it forwards before answering).
+        Route::PhoneHome(_) => route_error(500, "phone-home is routed elsewhere".into()),
     }
 }
 
-fn known_path(segments: &[&str]) -> bool {
-    matches!(
-        segments,
-        ["health"] | ["api", "v1", ..] | ["v1", _] | ["internal", "v1", _]
-    )
+/// A positive integer from the path.
+fn path_id(field: &str, s: &str) -> Result<i64, Error> {
+    s.parse::<i64>()
+        .ok()
+        .filter(|&id| id > 0)
+        .ok_or_else(|| Error::invalid(field, "must be a positive integer"))
+}
+
+/// A REST route's query string, decoded with the types of the params it stands for (so `limit`
+/// is a number and `project_name=007` stays a name), as the params object of its method.
+fn query<T: serde::de::DeserializeOwned + serde::Serialize>(query: &str) -> Result<Json, Error> {
+    let typed: T = serde_path_to_error::deserialize(serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes())))
+    .map_err(|e| {
+        let field = e.path().to_string();
+        Error::invalid(if field == "." { "query".into() } else { field }, e.into_inner().to_string())
+    })?;
+    serde_json::to_value(typed).map_err(|e| Error::Db(e.to_string()))
 }
 
 fn rpc_envelope(settings: &Settings, db: &Db, req: &Req) -> Reply {
-    let body = match parse_body(req) {
-        Ok(b) => b,
-        Err(e) => return envelope(Err(e), None),
-    };
-    let env: RpcRequest = match serde_json::from_value(body) {
-        Ok(e) => e,
-        Err(e) => {
-            return envelope(
-                Err(Error::BadRequest(format!("Invalid request format: {e}"))),
-                None,
-            );
+    let mut id = None;
+    let result = with_service(settings, db, |svc| {
+        let caller = svc.authenticate(api_key(req))?;
+        let env: RpcRequest = serde_json::from_value(parse_body(req)?)
+            .map_err(|e| Error::BadRequest(format!("Invalid request format: {e}")))?;
+        id = env.id.filter(|i| !i.is_null());
+        if id.as_ref().is_some_and(|i| !(i.is_string() || i.is_number())) {
+            id = None;
+            return Err(Error::invalid("id", "must be a string or a number"));
         }
-    };
-    let id = env.id.filter(|i| !i.is_null());
-    if id
-        .as_ref()
-        .is_some_and(|i| !(i.is_string() || i.is_number()))
-    {
-        return envelope(
-            Err(Error::invalid("id", "must be a string or a number")),
-            None,
-        );
-    }
-    if env.method.trim().is_empty() {
-        return envelope(Err(Error::BadRequest("Method is required".into())), id);
-    }
-    envelope(call(settings, db, req, &env.method, env.params), id)
-}
-
-/// The original's GET routes under `/api/v1/instances` and `/api/v1/admin/instances`.
-fn rest_read(settings: &Settings, db: &Db, req: &Req, rest: &[&str]) -> Reply {
-    let rest = if rest.first() == Some(&"admin") {
-        &rest[1..]
-    } else {
-        rest
-    };
-    let q = query_params(&req.query);
-    match rest {
-        ["instances"] | ["instances", "all-metadata"] => {
-            bare(call(settings, db, req, "instance.list", q))
+        if env.method.trim().is_empty() {
+            return Err(Error::invalid("method", "is required"));
         }
-        ["instances", "public-ips"] => bare(call(settings, db, req, "instance.publicIps", q)),
-        ["instances", id] => match id.parse::<u64>() {
-            Ok(id) => bare(call(settings, db, req, "instance.get", json!({ "id": id }))),
-            Err(_) => bare(Err(Error::invalid(
-                "id",
-                "instance id must be a positive integer",
-            ))),
-        },
-        ["instances", id, "tasks"] => match id.parse::<u64>() {
-            Ok(id) => {
-                let mut q = q;
-                q["instance_id"] = json!(id);
-                slug(
-                    call(settings, db, req, "task.listByInstance", q),
-                    200,
-                    |d| d,
-                )
-            }
-            Err(_) => slug(
-                Err(Error::invalid("instance_id", "must be a positive integer")),
-                200,
-                |d| d,
-            ),
-        },
-        _ => json_reply(
-            404,
-            &json!({ "error": format!("Cannot GET {}", req.path) }),
-            After::default(),
-        ),
-    }
-}
-
-/// Query string → params object. Numeric and boolean keys are typed so that the service's
-/// decoder accepts them; a malformed value stays a string and is reported with its name.
-fn query_params(query: &str) -> Json {
-    let mut m = Map::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let (k, v) = (percent_decode(k), percent_decode(v));
-        // The original Go client sends the status filter under these names.
-        let k = match k.as_str() {
-            "instance_status" | "status_filter" => "status".to_owned(),
-            _ => k,
-        };
-        let value = match k.as_str() {
-            "limit" | "offset" | "page" | "owner_id" => {
-                v.parse::<u64>().map(Json::from).unwrap_or(Json::String(v))
-            }
-            "include_deleted" => match v.as_str() {
-                "true" | "1" => Json::Bool(true),
-                "false" | "0" | "" => Json::Bool(false),
-                _ => Json::String(v),
-            },
-            _ => Json::String(v),
-        };
-        m.insert(k, value);
-    }
-    Json::Object(m)
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b'+', _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+        svc.call(&caller, &env.method, env.params)
+    });
+    envelope(result, id)
 }
 
 /// `POST /v1/phone-home/{instance_id}?token=…` → (instance id, token).
-pub(crate) fn phone_home_target(req: &Req) -> Option<(i64, String)> {
-    let id = req
-        .path
-        .strip_prefix("/v1/phone-home/")?
-        .trim_end_matches('/');
+pub(crate) fn phone_home_target(req: &Req) -> Option<(&str, String)> {
+    let Some(Route::PhoneHome(id)) = Route::parse(&req.path) else {
+        return None;
+    };
     if req.method != Method::Post {
         return None;
     }
-    let token = req
-        .query
-        .split('&')
-        .find_map(|p| p.strip_prefix("token="))
-        .map(percent_decode)
+    let token = form_urlencoded::parse(req.query.as_bytes())
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
         .unwrap_or_default();
-    Some((id.parse().unwrap_or(0), token))
+    Some((id, token))
 }

@@ -5,9 +5,10 @@
 use serde_json::json;
 use spin_sdk::http::{Method, Request, Response};
 use talis_api::internal::{PhoneHome, PhoneHomeBody};
-use talis_api::{RpcResponse, Slug};
+use talis_api::{InstanceId, RouteError, RpcResponse, Slug, TaskId};
 use talis_core::Error;
 
+use crate::routes::parse_body;
 use crate::{After, Db, Reply, Req, Settings, with_service};
 
 /// Undispatched tasks younger than this are left to the call that created them.
@@ -30,7 +31,7 @@ async fn post(url: String, body: Vec<u8>) -> Option<u16> {
 
 /// `POST {ingress}/TaskWorkflow/{task_id}/run/send`. The task id is the workflow key, so a
 /// repeat is answered "already started" (409), which counts as dispatched.
-async fn trigger(ingress: &str, task_id: i64) -> bool {
+async fn trigger(ingress: &str, task_id: TaskId) -> bool {
     let status = post(
         format!("{ingress}/TaskWorkflow/{task_id}/run/send"),
         b"{}".to_vec(),
@@ -43,7 +44,7 @@ async fn trigger(ingress: &str, task_id: i64) -> bool {
 /// running workflow stops at once, destroys what it made and records it. Best effort: a
 /// workflow that misses it still stops at its next step, when the component refuses to move
 /// the instances of a terminated task.
-pub(crate) async fn cancel(settings: &Settings, tasks: Vec<i64>) {
+pub(crate) async fn cancel(settings: &Settings, tasks: Vec<TaskId>) {
     let ingress = settings.restate_ingress_url.as_str();
     if ingress.is_empty() {
         return;
@@ -60,7 +61,7 @@ pub(crate) async fn cancel(settings: &Settings, tasks: Vec<i64>) {
 /// Triggers the committed tasks, and re-triggers a few whose trigger failed earlier: one query
 /// on a partial index that holds only undispatched tasks (empty in steady state), over the
 /// request's own connection, after the answer has gone out.
-pub(crate) async fn dispatch_and_sweep(settings: &Settings, db: &Db, mut tasks: Vec<i64>) {
+pub(crate) async fn dispatch_and_sweep(settings: &Settings, db: &Db, mut tasks: Vec<TaskId>) {
     let ingress = settings.restate_ingress_url.as_str();
     if ingress.is_empty() {
         return;
@@ -82,54 +83,39 @@ pub(crate) async fn dispatch_and_sweep(settings: &Settings, db: &Db, mut tasks: 
     }
 }
 
-/// Verifies the token and forwards the report to the instance's create workflow.
-pub(crate) async fn phone_home(
-    settings: &Settings,
-    db: &Db,
-    req: &Req,
-    (instance_id, token): (i64, String),
-) -> Reply {
+/// Verifies the token and the body, and forwards the report to the instance's create workflow.
+pub(crate) async fn phone_home(settings: &Settings, db: &Db, req: &Req, (instance, token): (&str, String)) -> Reply {
     let reply = |status: u16, body: serde_json::Value| Reply {
         status,
+        headers: Vec::new(),
         body: serde_json::to_vec(&body).unwrap_or_default(),
         after: After::default(),
     };
     let err = |e: Error| {
-        let r = RpcResponse::err(&e, None);
+        let r = RpcResponse::err(e.to_wire(), None);
         reply(r.status(), serde_json::to_value(r).unwrap_or_default())
+    };
+    let Some(instance_id) = instance.parse::<i64>().ok().and_then(InstanceId::new) else {
+        return err(Error::invalid("id", "must be a positive integer"));
     };
     let task_id = match with_service(settings, db, |svc| svc.phone_home_task(instance_id, &token)) {
         Ok(t) => t,
         Err(e) => return err(e),
     };
-    let body: PhoneHomeBody = serde_json::from_slice(&req.body).unwrap_or_default();
-    let forward = PhoneHome {
-        instance_id,
-        droplet_id: body.droplet_id,
-        public_ip: body.public_ip,
-        status: if body.status.is_empty() {
-            "ok".into()
-        } else {
-            body.status
-        },
+    let body = match parse_body(req).and_then(|b| talis_api::decode::decode::<PhoneHomeBody>(b).map_err(Error::from)) {
+        Ok(b) => b.into_inner(),
+        Err(e) => return err(e),
     };
+    let forward = PhoneHome { instance_id, droplet_id: body.droplet_id, public_ip: body.public_ip.to_string(), status: body.status };
     if settings.restate_ingress_url.is_empty() {
         return err(Error::Conflict("no workflow engine is configured".into()));
     }
-    let url = format!(
-        "{}/TaskWorkflow/{task_id}/phone_home",
-        settings.restate_ingress_url
-    );
+    let url = format!("{}/TaskWorkflow/{task_id}/phone_home", settings.restate_ingress_url);
+    let route_error = |error: String| serde_json::to_value(RouteError { error }).unwrap_or_default();
     match post(url, serde_json::to_vec(&forward).unwrap_or_default()).await {
-        Some(200..=299) => reply(
-            202,
-            serde_json::to_value(Slug::ok(json!({ "task_id": task_id }))).unwrap_or_default(),
-        ),
+        Some(200..=299) => reply(202, serde_json::to_value(Slug::ok(json!({ "task_id": task_id }))).unwrap_or_default()),
         // The caller (cloud-init's curl) retries on a 5xx.
-        Some(s) => reply(
-            502,
-            json!({ "error": format!("workflow engine answered {s}") }),
-        ),
-        None => reply(502, json!({ "error": "workflow engine unreachable" })),
+        Some(s) => reply(502, route_error(format!("workflow engine answered {s}"))),
+        None => reply(502, route_error("workflow engine unreachable".into())),
     }
 }

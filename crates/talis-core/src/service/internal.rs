@@ -3,12 +3,20 @@
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
+use talis_api::decode::Valid;
+use talis_api::internal::{
+    ClaimedInstance, ClaimedRequest, ClaimedTask, EventRecorded, InstanceTransition,
+    InstanceTransitionBatch, Refusal, TaskClaim, TaskEventRecord, TaskFinish,
+    TaskInstanceTransition, TransitionResult, TransitionsApplied,
+};
+use talis_api::{
+    Instance, InstanceId, InstanceStatus, Project, ProjectId, Provider, SshPublicKey, Task,
+    TaskAction, TaskId, TaskStatus, VolumeConfig,
+};
+
 use super::Service;
 use crate::db::{Row, RowExt, Value};
-use crate::model::{Instance, Project, SshPublicKey, VolumeConfig};
-use crate::params::*;
-use crate::status::{InstanceStatus, TaskAction, TaskStatus};
-use crate::{Error, Result, auth, now, validate};
+use crate::{Error, Result, auth, now, rows};
 
 /// A text column without copying it ("" when it is not text).
 fn text_ref(r: &[Value], i: usize) -> &str {
@@ -19,9 +27,8 @@ fn text_ref(r: &[Value], i: usize) -> &str {
 }
 
 impl Service<'_> {
-    pub(super) fn task_claim(&self, p: TaskClaim) -> Result<ClaimedTask> {
-        let id = validate::positive_id("task_id", p.task_id)?;
-        let invocation = validate::name("invocation_id", &p.invocation_id, 200)?;
+    pub(super) fn task_claim(&self, p: Valid<TaskClaim>) -> Result<ClaimedTask> {
+        let id = p.task_id;
         self.tx(|| {
             let task = self.task_scoped(None, id)?;
             let claimed = match task.status {
@@ -32,49 +39,59 @@ impl Service<'_> {
                     self.q(
                         "UPDATE tasks SET invocation_id = ?1, attempts = attempts + (invocation_id IS NOT ?1), \
                          updated_at = ?2 WHERE id = ?3",
-                        &[invocation.into(), now().into(), id.into()],
+                        &[(&p.invocation_id).into(), now().into(), id.get().into()],
                     )?;
                     true
                 }
                 s => {
                     s.transition(TaskStatus::Running)?;
                     self.q(
-                        "UPDATE tasks SET status = 'running', invocation_id = ?, attempts = attempts + 1, \
-                         updated_at = ? WHERE id = ?",
-                        &[invocation.into(), now().into(), id.into()],
+                        "UPDATE tasks SET status = ?, invocation_id = ?, attempts = attempts + 1, updated_at = ? WHERE id = ?",
+                        &[
+                            TaskStatus::Running.as_str().into(),
+                            (&p.invocation_id).into(),
+                            now().into(),
+                            id.get().into(),
+                        ],
                     )?;
                     true
                 }
             };
-            let task = crate::model::Task { logs: String::new(), result: None, ..self.task_scoped(None, id)? };
-            let project = self
-                .q1(&format!("SELECT {} FROM projects WHERE id = ?", Project::COLUMNS), &[task.project_id.into()])?
-                .map(|r| Project::from_row(&r))
-                .ok_or(Error::NotFound("project"))?;
+            let task = Task { logs: String::new(), result: None, ..self.task_scoped(None, id)? };
+            let project = self.project_by_id(task.project_id)?;
             let (requests, instances) = self.claimed_instances(id, task.action == TaskAction::CreateInstances)?;
             Ok(ClaimedTask { claimed, task, project, requests, instances })
         })
+    }
+
+    pub(super) fn project_by_id(&self, id: ProjectId) -> Result<Project> {
+        self.q1(
+            &format!("SELECT {} FROM projects WHERE id = ?", rows::PROJECT),
+            &[id.get().into()],
+        )?
+        .map(|r| rows::project(&r))
+        .ok_or(Error::NotFound("project"))
     }
 
     /// The task's instances and the distinct requests they were made from (each once, however
     /// many instances share it). Only a create task carries the provisioning scripts.
     fn claimed_instances(
         &self,
-        task_id: i64,
+        task: TaskId,
         with_payload: bool,
     ) -> Result<(Vec<ClaimedRequest>, Vec<ClaimedInstance>)> {
         let rows = self.q(
             "SELECT i.id, i.name, i.status, i.provider_ref, i.public_ip, i.request_id, i.provider_id, \
              i.region, i.size, i.image, i.tags FROM task_instances x JOIN instances i ON i.id = x.instance_id \
              WHERE x.task_id = ? ORDER BY i.id",
-            &[task_id.into()],
+            &[task.get().into()],
         )?;
         let stored: HashMap<i64, Row> = self
             .q(
-                "SELECT id, provision, CASE WHEN ?2 THEN payload ELSE '' END, execute_payload, ssh_keys, volumes \
+                "SELECT id, CASE WHEN ?2 AND execute_payload THEN payload ELSE '' END, ssh_keys, volumes \
                  FROM instance_requests WHERE id IN (SELECT DISTINCT i.request_id FROM task_instances x \
                  JOIN instances i ON i.id = x.instance_id WHERE x.task_id = ?1)",
-                &[task_id.into(), with_payload.into()],
+                &[task.get().into(), with_payload.into()],
             )?
             .into_iter()
             .map(|r| (r.int(0), r))
@@ -99,17 +116,16 @@ impl Service<'_> {
                 None => {
                     let s = stored.get(&key.0).map(|s| s.as_slice()).unwrap_or_default();
                     let spec = ClaimedRequest {
-                        provider_id: key.1.to_owned(),
+                        provider: serde_json::from_value(key.1.into())
+                            .unwrap_or(Provider::DigitalOcean),
                         region: key.2.to_owned(),
                         size: key.3.to_owned(),
                         image: key.4.to_owned(),
                         tags: serde_json::from_str(key.5).unwrap_or_default(),
-                        volumes: serde_json::from_str::<Vec<VolumeConfig>>(&s.text(5))
+                        volumes: serde_json::from_str::<Vec<VolumeConfig>>(&s.text(3))
                             .unwrap_or_default(),
-                        provision: s.int(1) != 0,
-                        payload: s.text(2),
-                        execute_payload: s.int(3) != 0,
-                        ssh_keys: serde_json::from_str::<Vec<SshPublicKey>>(&s.text(4))
+                        payload: s.text(1),
+                        ssh_keys: serde_json::from_str::<Vec<SshPublicKey>>(&s.text(2))
                             .unwrap_or_default(),
                     };
                     let hash = {
@@ -132,7 +148,7 @@ impl Service<'_> {
             };
             let id = r.int(0);
             instances.push(ClaimedInstance {
-                id,
+                id: InstanceId::from_db(id),
                 name: r.text(1),
                 status: r.text(2).parse().unwrap_or(InstanceStatus::Unknown),
                 provider_ref: r.text(3),
@@ -148,11 +164,10 @@ impl Service<'_> {
         Ok((requests, instances))
     }
 
-    pub(super) fn instance_transition(&self, p: InstanceTransition) -> Result<Instance> {
-        let task_id = validate::positive_id("task_id", p.task_id)?;
+    pub(super) fn instance_transition(&self, p: Valid<TaskInstanceTransition>) -> Result<Instance> {
         self.tx(|| {
-            let task = self.task_scoped(None, task_id)?;
-            self.apply_transition(&task, &p)
+            let task = self.task_scoped(None, p.task_id)?;
+            self.apply_transition(&task, &p.transition)
         })
     }
 
@@ -160,86 +175,69 @@ impl Service<'_> {
     /// replay adds nothing). A refused transition is reported and does not stop the others.
     pub(super) fn instance_transition_batch(
         &self,
-        p: InstanceTransitionBatch,
+        p: Valid<InstanceTransitionBatch>,
     ) -> Result<TransitionsApplied> {
-        let task_id = validate::positive_id("task_id", p.task_id)?;
-        let step = validate::name("step", &p.step, 200)?;
+        let task_id = p.task_id;
         self.tx(|| {
             let task = self.task_scoped(None, task_id)?;
             let mut results = Vec::with_capacity(p.transitions.len());
             for t in &p.transitions {
-                let t = InstanceTransition {
-                    task_id: p.task_id,
-                    ..t.clone()
-                };
-                match self.apply_transition(&task, &t) {
+                match self.apply_transition(&task, t) {
                     Ok(_) => {
-                        let status = t.status.map(|s| s.as_str()).unwrap_or_default();
                         let detail = t
                             .error
                             .clone()
                             .or_else(|| t.public_ip.as_ref().map(|ip| format!("ip {ip}")))
                             .or_else(|| t.provider_ref.as_ref().map(|r| format!("machine {r}")))
                             .unwrap_or_default();
-                        let key = format!("{task_id}:{}:{step}:{status}", t.instance_id);
+                        let key = format!("{task_id}:{}:{}:{}", t.instance_id, p.step, t.status);
                         self.insert_event(
                             task_id,
-                            Some(t.instance_id as i64),
-                            &step,
-                            status,
+                            Some(t.instance_id),
+                            &p.step,
+                            t.status.as_str(),
                             &detail,
                             &key,
                         )?;
                         results.push(TransitionResult {
                             instance_id: t.instance_id,
-                            error: None,
+                            refused: None,
+                            message: None,
                         });
                     }
-                    Err(e @ (Error::Conflict(_) | Error::NotFound(_) | Error::Invalid { .. })) => {
+                    Err(e) => {
+                        let refused = match &e {
+                            Error::TaskFinished(..) => Refusal::TaskFinished,
+                            Error::IllegalTransition(_) => Refusal::IllegalTransition,
+                            Error::NotFound(_) => Refusal::NotInTask,
+                            _ => return Err(e),
+                        };
                         results.push(TransitionResult {
                             instance_id: t.instance_id,
-                            error: Some(e.to_string()),
+                            refused: Some(refused),
+                            message: Some(e.to_string()),
                         });
                     }
-                    Err(e) => return Err(e),
                 }
             }
             Ok(TransitionsApplied { results })
         })
     }
 
-    /// One checked transition inside the caller's transaction.
-    fn apply_transition(
-        &self,
-        task: &crate::model::Task,
-        p: &InstanceTransition,
-    ) -> Result<Instance> {
-        let instance_id = validate::positive_id("instance_id", p.instance_id)?;
-        let task_id = task.id;
-        let to = p
-            .status
-            .ok_or_else(|| Error::invalid("status", "is required"))?;
-        if self
-            .q1(
-                "SELECT 1 FROM task_instances WHERE task_id = ? AND instance_id = ?",
-                &[task_id.into(), instance_id.into()],
-            )?
-            .is_none()
-        {
+    /// One checked transition inside the caller's transaction: the instance is the task's, the
+    /// change is legal, and a finished task only compensates.
+    fn apply_transition(&self, task: &Task, p: &InstanceTransition) -> Result<Instance> {
+        if !self.covers(task.id, p.instance_id)? {
             return Err(Error::NotFound("instance of this task"));
         }
-        let current = self.instance_row(instance_id)?;
-        current.status.transition(to)?;
+        let current = self.instance_scoped(None, p.instance_id)?;
+        current.status.transition(p.status)?;
         // A finished task must not move machines any more (e.g. terminated by its owner);
-        // replays of what it already recorded stay harmless no-ops.
-        // A task terminated by its owner still records the compensation of its instances.
-        let compensating = task.status == TaskStatus::Terminated
-            && matches!(to, InstanceStatus::Terminating | InstanceStatus::Terminated);
-        if task.status.is_terminal() && current.status != to && !compensating {
-            return Err(Error::Conflict(format!(
-                "task {task_id} is {}",
-                task.status
-            )));
+        // replays of what it already recorded stay harmless no-ops, and a task terminated by
+        // its owner still records the compensation of its instances.
+        let compensating = task.status == TaskStatus::Terminated && p.status.is_going();
+        if task.status.is_terminal() && current.status != p.status && !compensating {
+            return Err(Error::TaskFinished(task.id.get(), task.status.as_str()));
         }
         let volumes = p
             .volumes
@@ -250,47 +248,37 @@ impl Service<'_> {
              public_ip = COALESCE(?, public_ip), volume_details = COALESCE(?, volume_details), \
              error = COALESCE(?, error), updated_at = ? WHERE id = ?",
             &[
-                to.as_str().into(),
+                p.status.as_str().into(),
                 p.provider_ref.clone().into(),
                 p.public_ip.clone().into(),
                 volumes.into(),
                 p.error.clone().into(),
                 now().into(),
-                instance_id.into(),
+                p.instance_id.get().into(),
             ],
         )?;
-        self.instance_row(instance_id)
+        self.instance_scoped(None, p.instance_id)
     }
 
-    fn instance_row(&self, id: i64) -> Result<Instance> {
-        self.q1(
-            &format!("SELECT {} FROM instances WHERE id = ?", Instance::COLUMNS),
-            &[id.into()],
-        )?
-        .map(|r| Instance::from_row(&r))
-        .ok_or(Error::NotFound("instance"))
-    }
-
-    pub(super) fn task_event(&self, p: TaskEventRecord) -> Result<EventRecorded> {
-        let task_id = validate::positive_id("task_id", p.task_id)?;
-        let step = validate::name("step", &p.step, 200)?;
-        let status = validate::name("status", &p.status, 50)?;
-        let key = validate::name("event_key", &p.event_key, 300)?;
-        let instance_id = p
-            .instance_id
-            .map(|i| validate::positive_id("instance_id", i))
-            .transpose()?;
+    pub(super) fn task_event(&self, p: Valid<TaskEventRecord>) -> Result<EventRecorded> {
         self.tx(|| {
-            self.task_scoped(None, task_id)?;
-            self.insert_event(task_id, instance_id, &step, &status, &p.detail, &key)
+            self.task_scoped(None, p.task_id)?;
+            self.insert_event(
+                p.task_id,
+                p.instance_id,
+                &p.step,
+                &p.status,
+                &p.detail,
+                &p.event_key,
+            )
         })
     }
 
     /// Appends a step event unless its key was recorded before (inside the caller's transaction).
     fn insert_event(
         &self,
-        task_id: i64,
-        instance_id: Option<i64>,
+        task: TaskId,
+        instance: Option<InstanceId>,
         step: &str,
         status: &str,
         detail: &str,
@@ -298,7 +286,7 @@ impl Service<'_> {
     ) -> Result<EventRecorded> {
         if let Some(r) = self.q1(
             "SELECT id FROM task_events WHERE task_id = ? AND event_key = ?",
-            &[task_id.into(), key.into()],
+            &[task.get().into(), key.into()],
         )? {
             return Ok(EventRecorded {
                 event_id: r.int(0),
@@ -310,12 +298,20 @@ impl Service<'_> {
             .q1(
                 "INSERT INTO task_events (task_id, instance_id, step, status, detail, event_key, created_at) \
                  VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                &[task_id.into(), instance_id.into(), step.into(), status.into(), detail.into(), key.into(), (&ts).into()],
+                &[
+                    task.get().into(),
+                    instance.map(InstanceId::get).into(),
+                    step.into(),
+                    status.into(),
+                    detail.into(),
+                    key.into(),
+                    (&ts).into(),
+                ],
             )?
             .map(|r| r.int(0))
             .ok_or_else(|| Error::Db("event insert returned no row".into()))?;
         // The original's human-readable `logs` column, one line per step.
-        let who = instance_id
+        let who = instance
             .map(|i| format!(" instance {i}"))
             .unwrap_or_default();
         let line = format!("{ts} {step}{who}: {status} {detail}")
@@ -323,7 +319,7 @@ impl Service<'_> {
             .to_owned();
         self.q(
             "UPDATE tasks SET logs = logs || CASE WHEN logs = '' THEN '' ELSE char(10) END || ?, updated_at = ? WHERE id = ?",
-            &[Value::Text(line), ts.into(), task_id.into()],
+            &[Value::Text(line), ts.into(), task.get().into()],
         )?;
         Ok(EventRecorded {
             event_id,
@@ -331,21 +327,30 @@ impl Service<'_> {
         })
     }
 
-    pub(super) fn task_finish(&self, p: TaskFinish) -> Result<crate::model::Task> {
-        let task_id = validate::positive_id("task_id", p.task_id)?;
-        let status = p
-            .status
-            .ok_or_else(|| Error::invalid("status", "is required"))?;
-        if !status.is_terminal() {
-            return Err(Error::invalid(
-                "status",
-                "must be completed, failed or terminated",
-            ));
-        }
+    pub(super) fn task_finish(&self, p: Valid<TaskFinish>) -> Result<Task> {
         self.tx(|| {
-            let task = self.task_scoped(None, task_id)?;
-            self.set_task_status(&task, status, p.result.as_ref(), p.error.as_deref())?;
-            self.task_scoped(None, task_id)
+            let task = self.task_scoped(None, p.task_id)?;
+            self.set_task_status(
+                &task,
+                p.status.into(),
+                p.result.as_ref(),
+                p.error.as_deref(),
+            )?;
+            self.task_scoped(None, p.task_id)
         })
+    }
+
+    /// Checks a phone-home token and returns the instance's current create task (the workflow
+    /// that waits for the call).
+    pub fn phone_home_task(&self, instance: InstanceId, token: &str) -> Result<TaskId> {
+        if !auth::verify_phone_home(&self.cfg.internal_secret, instance.get(), token) {
+            return Err(Error::Unauthorized);
+        }
+        self.q1(
+            "SELECT create_task_id FROM instances WHERE id = ?",
+            &[instance.get().into()],
+        )?
+        .map(|r| TaskId::from_db(r.int(0)))
+        .ok_or(Error::NotFound("instance"))
     }
 }

@@ -1,126 +1,107 @@
 //! Task reads and owner-side task changes.
 
-use super::Service;
-use super::projects::owner_filter;
+use talis_api::decode::Valid;
+use talis_api::{
+    InstanceId, OwnerId, Page, Paged, ProjectStatus, Task, TaskAction, TaskId, TaskList,
+    TaskListByInstance, TaskRef, TaskStatus, TaskUpdateStatus,
+};
+
+use super::{PageQuery, Service, owner_filter};
 use crate::auth::Caller;
 use crate::db::Value;
-use crate::model::Task;
-use crate::params::*;
-use crate::status::TaskStatus;
-use crate::{Error, Result, now, validate};
+use crate::{Result, now, rows};
 
 impl Service<'_> {
-    /// A task visible to the caller (another owner's task is "not found").
-    pub(super) fn task_scoped(&self, scope: Option<i64>, task_id: i64) -> Result<Task> {
+    /// A task visible to `scope` (another owner's task is "not found").
+    pub(super) fn task_scoped(&self, scope: Option<OwnerId>, task: TaskId) -> Result<Task> {
         let (filter, mut args) = owner_filter(scope, "t.id = ?");
-        args.push(task_id.into());
+        args.push(task.get().into());
         self.q1(
             &format!(
                 "SELECT {} FROM tasks t WHERE {}",
-                Task::COLUMNS,
+                rows::TASK,
                 filter.replace("owner_id", "t.owner_id")
             ),
             &args,
         )?
-        .map(|r| Task::from_row(&r).with_ui_link(&self.cfg.restate_ui_url))
-        .ok_or(Error::NotFound("task"))
+        .map(|r| rows::task(&r, &self.cfg.restate_ui_url))
+        .ok_or(crate::Error::NotFound("task"))
     }
 
-    fn with_ui_links(&self, mut page: Page<Task>) -> Page<Task> {
-        page.rows = page
-            .rows
-            .into_iter()
-            .map(|t| t.with_ui_link(&self.cfg.restate_ui_url))
-            .collect();
-        page
+    pub(super) fn task_get(&self, c: &Caller, p: Valid<TaskRef>) -> Result<Task> {
+        self.task_scoped(c.scope(p.owner_id)?, p.task_id)
     }
 
-    pub(super) fn task_get(&self, c: &Caller, p: TaskRef) -> Result<Task> {
-        let id = validate::positive_id("task_id", p.task_id)?;
-        self.task_scoped(c.scope(p.owner_id)?, id)
-    }
-
-    pub(super) fn task_list(&self, c: &Caller, p: TaskList) -> Result<Page<Task>> {
-        let owner = c.acting_for(p.owner_id)?;
-        let project = self
-            .project_by_name(owner, &p.project_name)
-            .map_err(|e| match e {
-                Error::Invalid { reason, .. } => Error::invalid("projectName", reason),
-                e => e,
-            })?;
+    pub(super) fn task_list(&self, c: &Caller, p: Valid<TaskList>) -> Result<Page<Task>> {
+        let project = self.project_by_name(c.acting_for(p.owner_id)?, &p.project_name)?;
+        let query = PageQuery {
+            columns: rows::TASK,
+            from: "tasks t",
+            filter: "t.project_id = ?",
+            id_col: "t.id",
+        };
+        let ui = &self.cfg.restate_ui_url;
         self.page(
-            Task::COLUMNS,
-            "tasks t",
-            "t.project_id = ?",
-            vec![project.id.into()],
-            "t.id",
-            Task::from_row,
-            |t| t.id,
-            &p.page,
+            query,
+            vec![project.id.get().into()],
+            |r| rows::task(r, ui),
+            |t| t.id.get(),
+            p.paging(),
         )
-        .map(|page| self.with_ui_links(page))
     }
 
     pub(super) fn task_list_by_instance(
         &self,
         c: &Caller,
-        p: TaskListByInstance,
+        p: Valid<TaskListByInstance>,
     ) -> Result<Page<Task>> {
-        let instance_id = validate::positive_id("instance_id", p.instance_id)?;
         // Resolves the instance first so another owner's instance is a 404, not an empty list.
-        self.instance_get(
-            c,
-            InstanceGet {
-                id: instance_id as u64,
-            },
-        )
-        .and_then(|i| {
-            if c.scope(p.owner_id)?.is_some_and(|o| o != i.owner_id) {
-                return Err(Error::NotFound("instance"));
-            }
-            Ok(())
-        })?;
+        self.instance_scoped(c.scope(p.owner_id)?, p.instance_id)?;
         let mut filter = "x.instance_id = ?".to_owned();
-        let mut args: Vec<Value> = vec![instance_id.into()];
+        let mut args: Vec<Value> = vec![p.instance_id.get().into()];
         if let Some(a) = p.action {
             filter.push_str(" AND t.action = ?");
             args.push(a.as_str().into());
         }
+        let query = PageQuery {
+            columns: rows::TASK,
+            from: "tasks t JOIN task_instances x ON x.task_id = t.id",
+            filter: &filter,
+            id_col: "t.id",
+        };
+        let ui = &self.cfg.restate_ui_url;
         self.page(
-            Task::COLUMNS,
-            "tasks t JOIN task_instances x ON x.task_id = t.id",
-            &filter,
+            query,
             args,
-            "t.id",
-            Task::from_row,
-            |t| t.id,
-            &p.page,
+            |r| rows::task(r, ui),
+            |t| t.id.get(),
+            p.paging(),
         )
-        .map(|page| self.with_ui_links(page))
     }
 
-    /// Stops a task: pending or running → terminated (the workflow sees it at its next step).
-    pub(super) fn task_terminate(&self, c: &Caller, p: TaskRef) -> Result<Task> {
-        let id = validate::positive_id("task_id", p.task_id)?;
+    /// Stops a task: pending or running → terminated; its workflow is told to stop and destroy
+    /// what it made once this commits.
+    pub(super) fn task_terminate(&self, c: &Caller, p: Valid<TaskRef>) -> Result<Task> {
         let scope = c.scope(p.owner_id)?;
         self.tx(|| {
-            let task = self.task_scoped(scope, id)?;
+            let task = self.task_scoped(scope, p.task_id)?;
             self.set_task_status(&task, TaskStatus::Terminated, None, None)?;
-            self.task_scoped(scope, id)
+            self.cancel_after_commit([task.id]);
+            self.task_scoped(scope, p.task_id)
         })
     }
 
     /// Admin-only: any legal transition (the original declared this method but never routed it).
-    pub(super) fn task_update_status(&self, c: &Caller, p: TaskUpdateStatus) -> Result<Task> {
-        let id = validate::positive_id("task_id", p.task_id)?;
-        let status = p
-            .status
-            .ok_or_else(|| Error::invalid("status", "is required"))?;
+    pub(super) fn task_update_status(
+        &self,
+        c: &Caller,
+        p: Valid<TaskUpdateStatus>,
+    ) -> Result<Task> {
         let scope = c.scope(p.owner_id)?;
         self.tx(|| {
-            let task = self.task_scoped(scope, id)?;
-            self.set_task_status(&task, status, None, None)?;
-            self.task_scoped(scope, id)
+            let task = self.task_scoped(scope, p.task_id)?;
+            self.set_task_status(&task, p.status, None, None)?;
+            self.task_scoped(scope, p.task_id)
         })
     }
 
@@ -141,34 +122,30 @@ impl Service<'_> {
         let finished = to.is_terminal().then_some(ts.as_str());
         self.q(
             "UPDATE tasks SET status = ?, updated_at = ?, finished_at = COALESCE(?, finished_at), \
-             result = COALESCE(?, result), error = CASE WHEN ? IS NULL THEN error ELSE ? END WHERE id = ?",
+             result = COALESCE(?, result), error = COALESCE(?, error) WHERE id = ?",
             &[
                 to.as_str().into(),
                 (&ts).into(),
                 finished.into(),
                 result.map(|r| r.to_string()).into(),
                 error.into(),
-                error.into(),
-                task.id.into(),
+                task.id.get().into(),
             ],
         )?;
-        if task.action == crate::status::TaskAction::DeleteProject && to.is_terminal() {
-            // Completed: the machines are gone, the project goes. Otherwise it stays usable.
-            let (status, deleted) = if to == TaskStatus::Completed {
-                ("deleted", Some(ts.as_str()))
-            } else {
-                ("active", None)
-            };
-            self.q(
-                "UPDATE projects SET status = ?, deleted_at = ?, updated_at = ? WHERE id = ?",
-                &[
-                    status.into(),
-                    deleted.into(),
-                    (&ts).into(),
-                    task.project_id.into(),
-                ],
-            )?;
+        if task.action == TaskAction::DeleteProject && to.is_terminal() {
+            let project = self.project_by_id(task.project_id)?;
+            self.set_project_status(&project, ProjectStatus::after_delete_task(to), &ts)?;
         }
         Ok(())
+    }
+
+    /// Instances a task covers, by id.
+    pub(super) fn covers(&self, task: TaskId, instance: InstanceId) -> Result<bool> {
+        Ok(self
+            .q1(
+                "SELECT 1 FROM task_instances WHERE task_id = ? AND instance_id = ?",
+                &[task.get().into(), instance.get().into()],
+            )?
+            .is_some())
     }
 }

@@ -1,0 +1,180 @@
+//! The method table: every RPC method declared once, with its name, who may call it, its params
+//! and result types and a one-line doc. Everything else is generated from it: the service's
+//! dispatch and handler trait (talis-core), the method listing and both OpenAPI routes
+//! ([`crate::openapi`]), the client's methods (talis-client) and the CLI's every-method check.
+//! Adding a method is one entry here plus its handler.
+//!
+//! The tables are callback macros: `public_methods!(m)` expands to `m! { entries }`, each entry
+//! `Marker fn_name "wire.name" Access (Params) -> (Result);` with its doc comment.
+
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Who may call a method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    /// Any API key; acts on the key owner's rows (an admin key may name `owner_id`).
+    Owner,
+    /// Admin keys only.
+    Admin,
+    /// The workflows, with the internal secret, on `/internal/v1/` only.
+    Internal,
+}
+
+/// One RPC method, as a type: `M::NAME`, `M::Params`, `M::Result`.
+pub trait Method {
+    const NAME: &'static str;
+    const ACCESS: Access;
+    const DOC: &'static str;
+    type Params: Serialize + DeserializeOwned + JsonSchema + garde::Validate<Context = ()>;
+    type Result: Serialize + DeserializeOwned + JsonSchema;
+}
+
+/// A method's table entry at run time (listing, OpenAPI).
+pub struct MethodInfo {
+    pub name: &'static str,
+    pub access: Access,
+    pub doc: &'static str,
+    pub params: fn(&mut SchemaGenerator) -> Schema,
+    pub result: fn(&mut SchemaGenerator) -> Schema,
+}
+
+impl MethodInfo {
+    /// The first line of the doc.
+    pub fn summary(&self) -> &'static str {
+        self.doc
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("")
+    }
+}
+
+/// The public methods (`POST /api/v1/` envelope and `POST /v1/<method>`).
+#[macro_export]
+macro_rules! public_methods {
+    ($cb:ident) => {
+        $cb! {
+            /// Create a project, optionally with instances (one transaction, one create_instances task).
+            ProjectCreate project_create "project.create" Owner ($crate::params::ProjectCreate) -> ($crate::params::ProjectCreated);
+            /// A project by name.
+            ProjectGet project_get "project.get" Owner ($crate::params::ProjectRef) -> ($crate::model::Project);
+            /// The caller's projects.
+            ProjectList project_list "project.list" Owner ($crate::params::OwnerList) -> ($crate::params::Page<$crate::model::Project>);
+            /// Delete a project; live instances are destroyed first by a delete_project task.
+            ProjectDelete project_delete "project.delete" Owner ($crate::params::ProjectRef) -> ($crate::params::TaskQueued);
+            /// Instances of a project (all statuses unless filtered).
+            ProjectListInstances project_list_instances "project.listInstances" Owner ($crate::params::ProjectListInstances) -> ($crate::params::Page<$crate::model::Instance>);
+            /// A task by id.
+            TaskGet task_get "task.get" Owner ($crate::params::TaskRef) -> ($crate::model::Task);
+            /// Tasks of a project.
+            TaskList task_list "task.list" Owner ($crate::params::TaskList) -> ($crate::params::Page<$crate::model::Task>);
+            /// Stop a pending or running task (its workflow destroys what it made).
+            TaskTerminate task_terminate "task.terminate" Owner ($crate::params::TaskRef) -> ($crate::model::Task);
+            /// Apply a legal task status transition.
+            TaskUpdateStatus task_update_status "task.updateStatus" Admin ($crate::params::TaskUpdateStatus) -> ($crate::model::Task);
+            /// Tasks acting on one instance.
+            TaskListByInstance task_list_by_instance "task.listByInstance" Owner ($crate::params::TaskListByInstance) -> ($crate::params::Page<$crate::model::Task>);
+            /// Create a user (owner) and its first API key (shown only in this answer).
+            UserCreate user_create "user.create" Admin ($crate::params::UserCreate) -> ($crate::params::UserCreated);
+            /// A user by username, or the list of users (a user sees only themself).
+            UserGet user_get "user.get" Owner ($crate::params::UserGet) -> ($crate::params::UserGetResult);
+            /// A user by id.
+            UserGetId user_get_id "user.get.id" Owner ($crate::params::IdRef) -> ($crate::model::User);
+            /// Delete a user and revoke its keys.
+            UserDelete user_delete "user.delete" Admin ($crate::params::IdRef) -> (());
+            /// Store an SSH public key for instances.
+            SshKeyCreate sshkey_create "sshkey.create" Owner ($crate::params::SshKeyCreate) -> ($crate::model::SshKey);
+            /// The caller's SSH keys (`{rows, pagination}`, see the README on paging).
+            SshKeyList sshkey_list "sshkey.list" Owner ($crate::params::OwnerList) -> ($crate::params::Page<$crate::model::SshKey>);
+            /// Delete an SSH key by name.
+            SshKeyDelete sshkey_delete "sshkey.delete" Owner ($crate::params::SshKeyDelete) -> (());
+            /// Create an API key (the key is shown only in this answer).
+            ApiKeyCreate apikey_create "apikey.create" Owner ($crate::params::ApiKeyCreate) -> ($crate::params::ApiKeyCreated);
+            /// The caller's API keys (without the keys).
+            ApiKeyList apikey_list "apikey.list" Owner ($crate::params::OwnerList) -> ($crate::params::Page<$crate::model::ApiKey>);
+            /// Revoke an API key.
+            ApiKeyRevoke apikey_revoke "apikey.revoke" Owner ($crate::params::IdRef) -> (());
+            /// Create instances in existing projects (one task per project).
+            InstanceCreate instance_create "instance.create" Owner ($crate::params::InstanceCreate) -> ($crate::params::InstancesCreated);
+            /// Instances (terminated ones only with include_deleted).
+            InstanceList instance_list "instance.list" Owner ($crate::params::InstanceList) -> ($crate::params::Page<$crate::model::Instance>);
+            /// An instance by id.
+            InstanceGet instance_get "instance.get" Owner ($crate::params::InstanceGet) -> ($crate::model::Instance);
+            /// Terminate instances of a project (one terminate_instances task).
+            InstanceTerminate instance_terminate "instance.terminate" Owner ($crate::params::InstanceTerminate) -> ($crate::params::TaskQueued);
+            /// Public IPs of instances.
+            InstancePublicIps instance_public_ips "instance.publicIps" Owner ($crate::params::InstanceList) -> ($crate::params::PublicIps);
+            /// Same as instance.list (the original's all-metadata).
+            InstanceMetadata instance_metadata "instance.metadata" Owner ($crate::params::InstanceList) -> ($crate::params::Page<$crate::model::Instance>);
+        }
+    };
+}
+
+/// The internal methods (`POST /internal/v1/<method>`, the workflows only), all idempotent.
+#[macro_export]
+macro_rules! internal_methods {
+    ($cb:ident) => {
+        $cb! {
+            /// pending → running for this invocation; the task, project, each distinct instance request once and the instances (referring to their request by index).
+            TaskClaim task_claim "task.claim" Internal ($crate::internal::TaskClaim) -> ($crate::internal::ClaimedTask);
+            /// Apply a legal instance transition (same status: no-op; illegal: 409 `illegal_transition`).
+            InstanceTransition instance_transition "instance.transition" Internal ($crate::internal::TaskInstanceTransition) -> ($crate::model::Instance);
+            /// Many transitions of one task in one transaction, each with its step event; refused ones reported per item with a typed reason.
+            InstanceTransitionBatch instance_transition_batch "instance.transitionBatch" Internal ($crate::internal::InstanceTransitionBatch) -> ($crate::internal::TransitionsApplied);
+            /// Append a step event (a repeated event_key is a no-op).
+            TaskEvent task_event "task.event" Internal ($crate::internal::TaskEventRecord) -> ($crate::internal::EventRecorded);
+            /// Terminal task transition with a result summary.
+            TaskFinish task_finish "task.finish" Internal ($crate::internal::TaskFinish) -> ($crate::model::Task);
+        }
+    };
+}
+
+macro_rules! markers {
+    ($($(#[doc = $doc:literal])* $m:ident $f:ident $name:literal $access:ident ($p:ty) -> ($r:ty);)*) => {
+        $(
+            $(#[doc = $doc])*
+            pub struct $m;
+            impl Method for $m {
+                const NAME: &'static str = $name;
+                const ACCESS: Access = Access::$access;
+                const DOC: &'static str = concat!($($doc, "\n"),*);
+                type Params = $p;
+                type Result = $r;
+            }
+        )*
+
+        /// The methods of this table, in declaration order.
+        pub const METHODS: &[MethodInfo] = &[$(MethodInfo {
+            name: $name,
+            access: Access::$access,
+            doc: concat!($($doc, "\n"),*),
+            params: |g| g.subschema_for::<$p>(),
+            result: |g| g.subschema_for::<$r>(),
+        }),*];
+    };
+}
+
+/// Public methods as types (`public::ProjectCreate::NAME` …) and their list.
+pub mod public {
+    use super::*;
+    crate::public_methods!(markers);
+}
+
+/// Internal methods as types and their list.
+pub mod internal {
+    use super::*;
+    crate::internal_methods!(markers);
+}
+
+/// A public method by name.
+pub fn public(name: &str) -> Option<&'static MethodInfo> {
+    public::METHODS.iter().find(|m| m.name == name)
+}
+
+/// An internal method by name.
+pub fn internal(name: &str) -> Option<&'static MethodInfo> {
+    internal::METHODS.iter().find(|m| m.name == name)
+}
