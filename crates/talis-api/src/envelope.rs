@@ -62,6 +62,8 @@ pub enum ErrorKind {
     QuotaExceeded,
     /// The body is larger than the limit.
     TooLarge,
+    /// Not now: retry after the `Retry-After` seconds (503).
+    RetryLater,
     /// A storage failure that is not the caller's fault.
     Internal,
 }

@@ -12,6 +12,10 @@ use crate::model::{Project, SshPublicKey, Task, VolumeDetail};
 use crate::params::{Provider, VolumeConfig};
 use crate::status::{InstanceStatus, TaskStatus};
 
+/// Most instances one workflow chunk handles (a task larger than this runs as several child
+/// workflows), so no journal entry or message grows with the size of the task.
+pub const MAX_CHUNK: u32 = 1_000;
+
 /// `task.claim`: pending → running for this invocation (repeat with the same invocation: no-op).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema, Validate)]
 pub struct TaskClaim {
@@ -19,12 +23,13 @@ pub struct TaskClaim {
     pub task_id: TaskId,
     #[garde(length(chars, min = 1, max = 200))]
     pub invocation_id: String,
+    /// Instances per chunk of the answer's `chunks`.
+    #[garde(range(min = 1, max = MAX_CHUNK))]
+    pub chunk_size: u32,
 }
 
-/// Everything a workflow needs to run a task. Each distinct instance request (the spec many
-/// instances share, with its provisioning script of up to 60 KiB and its SSH keys) appears once
-/// in `requests`; instances refer to it by index, so the answer grows by a small row per
-/// instance, not by a script per instance.
+/// What a workflow needs to start a task: the task, its project, and its instances cut into
+/// chunks by id (each chunk is then planned on its own with `task.chunk`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ClaimedTask {
     /// False when the task is already finished (e.g. terminated by its owner): do nothing.
@@ -32,6 +37,38 @@ pub struct ClaimedTask {
     /// The task without `logs` and `result` (they grow with the instances; `task.get` has them).
     pub task: Task,
     pub project: Project,
+    /// This deployment's identity: every provider resource it makes carries it in its tags, so
+    /// two deployments sharing a cloud account never touch each other's machines.
+    pub deployment: String,
+    /// Base URL machines phone home to; empty: no phone-home (readiness by polling).
+    pub public_url: String,
+    pub chunks: Vec<ChunkRange>,
+}
+
+/// The instances of a task with `after < id <= through`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ChunkRange {
+    pub after: Option<InstanceId>,
+    pub through: InstanceId,
+    pub count: u32,
+}
+
+/// `task.chunk`: one chunk of a claimed task, planned.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema, Validate)]
+pub struct TaskChunk {
+    #[garde(skip)]
+    pub task_id: TaskId,
+    #[serde(flatten)]
+    #[garde(skip)]
+    pub range: ChunkRange,
+}
+
+/// Everything a workflow needs to run one chunk. Each distinct instance request (the spec many
+/// instances share, with its provisioning script and SSH keys) appears once in `requests`;
+/// instances refer to it by index.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ChunkPlan {
+    pub task_status: TaskStatus,
     pub requests: Vec<ClaimedRequest>,
     pub instances: Vec<ClaimedInstance>,
 }
@@ -51,7 +88,7 @@ pub struct ClaimedRequest {
     pub ssh_keys: Vec<SshPublicKey>,
 }
 
-/// One instance of a claimed task: its identity and progress (the full row is `instance.get`).
+/// One instance of a chunk: its identity and progress (the full row is `instance.get`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ClaimedInstance {
     #[serde(rename = "ID")]
@@ -60,11 +97,83 @@ pub struct ClaimedInstance {
     pub status: InstanceStatus,
     /// The provider's id of the machine; empty until created.
     pub provider_ref: String,
-    pub public_ip: String,
-    /// Index into [`ClaimedTask::requests`].
+    /// Index into [`ChunkPlan::requests`].
     pub request: usize,
-    /// `{public_url}/v1/phone-home/{id}?token=…`; empty when `public_url` is not set.
-    pub phone_home_url: String,
+}
+
+/// `task.progress`: where a chunk's instances stand (phone-homes move them in the database
+/// without the workflow).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema, Validate)]
+pub struct TaskProgress {
+    #[garde(skip)]
+    pub task_id: TaskId,
+    #[serde(flatten)]
+    #[garde(skip)]
+    pub range: ChunkRange,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Progress {
+    pub task_status: TaskStatus,
+    /// Instances of the chunk whose machine is still being made or watched.
+    pub waiting: Vec<Watched>,
+    /// Instances of the chunk that failed (their machines are destroyed at the end).
+    pub failed: Vec<InstanceId>,
+    /// Instances of the chunk by status.
+    pub counts: std::collections::BTreeMap<InstanceStatus, u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Watched {
+    pub id: InstanceId,
+    pub status: InstanceStatus,
+    /// Empty until created.
+    pub provider_ref: String,
+}
+
+/// `task.transitionAll`: every instance of the task that can legally go to `to` does, in one
+/// transaction (a project delete moves thousands at once).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema, Validate)]
+pub struct TaskTransitionAll {
+    #[garde(skip)]
+    pub task_id: TaskId,
+    #[garde(length(chars, min = 1, max = 200))]
+    pub step: String,
+    #[garde(skip)]
+    pub to: InstanceStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(length(max = 4096))]
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TransitionsCounted {
+    pub applied: u32,
+    /// Instances already there, or that may not go there.
+    pub skipped: u32,
+}
+
+/// `instance.live`: which of these instances may still have a machine (not `terminated`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema, Validate)]
+pub struct InstanceLive {
+    #[garde(length(max = 10_000))]
+    pub instance_ids: Vec<InstanceId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct LiveInstances {
+    pub live: Vec<InstanceId>,
+}
+
+/// `deployment.get`: this deployment's identity and public URL (the reconcile sweep runs
+/// without a task to learn them from).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema, Validate)]
+pub struct DeploymentGet {}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Deployment {
+    pub deployment: String,
+    pub public_url: String,
 }
 
 /// One instance status change. Given fields are recorded with it.
@@ -293,13 +402,4 @@ impl std::fmt::Display for DropletId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.fmt(f)
     }
-}
-
-/// What the component forwards to the task's workflow when a machine phones home.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct PhoneHome {
-    pub instance_id: InstanceId,
-    pub droplet_id: DropletId,
-    pub public_ip: String,
-    pub status: PhoneHomeStatus,
 }

@@ -11,9 +11,12 @@
 //! - [`methods`]: the method table every dispatch, listing, client and document derives from.
 //! - [`decode`]: the boundary (JSON → validated params, or the field that is wrong).
 //! - [`envelope`], [`openapi`]: the wire envelopes and the OpenAPI document.
+//! - [`cloudinit`], [`phone_home`]: the provisioning script and its signed phone-home URL,
+//!   shared by the workflows (which make them) and the service (which checks them).
 //!
 //! It depends on no other Talis crate and does no I/O.
 
+pub mod cloudinit;
 pub mod decode;
 pub mod envelope;
 pub mod fields;
@@ -23,6 +26,7 @@ pub mod methods;
 pub mod model;
 pub mod openapi;
 pub mod params;
+pub mod phone_home;
 pub mod rules;
 pub mod status;
 

@@ -118,8 +118,18 @@ macro_rules! public_methods {
 macro_rules! internal_methods {
     ($cb:ident) => {
         $cb! {
-            /// pending → running for this invocation; the task, project, each distinct instance request once and the instances (referring to their request by index).
+            /// pending → running for this invocation; the task, its project, the deployment and the task's instances cut into chunks.
             TaskClaim task_claim "task.claim" Internal ($crate::internal::TaskClaim) -> ($crate::internal::ClaimedTask);
+            /// One chunk of a task planned: each distinct instance request once and the instances (referring to their request by index).
+            TaskChunk task_chunk "task.chunk" Internal ($crate::internal::TaskChunk) -> ($crate::internal::ChunkPlan);
+            /// Where a chunk's instances stand: the task's status, those still waiting for their machine, the failed ones, counts by status.
+            TaskProgress task_progress "task.progress" Internal ($crate::internal::TaskProgress) -> ($crate::internal::Progress);
+            /// Every instance of the task that may legally go to a status does, in one transaction.
+            TaskTransitionAll task_transition_all "task.transitionAll" Internal ($crate::internal::TaskTransitionAll) -> ($crate::internal::TransitionsCounted);
+            /// Which of these instances may still have a machine (the reconcile sweep).
+            InstanceLive instance_live "instance.live" Internal ($crate::internal::InstanceLive) -> ($crate::internal::LiveInstances);
+            /// This deployment's identity and public URL.
+            DeploymentGet deployment_get "deployment.get" Internal ($crate::internal::DeploymentGet) -> ($crate::internal::Deployment);
             /// Apply a legal instance transition (same status: no-op; illegal: 409 `illegal_transition`).
             InstanceTransition instance_transition "instance.transition" Internal ($crate::internal::TaskInstanceTransition) -> ($crate::model::Instance);
             /// Many transitions of one task in one transaction, each with its step event; refused ones reported per item with a typed reason.

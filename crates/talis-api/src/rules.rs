@@ -21,7 +21,7 @@ pub const MAX_TAGS: usize = 32;
 pub const MAX_TAG: usize = 255;
 pub const MAX_VOLUMES: usize = 7;
 pub const MAX_VOLUME_GB: u32 = 16_384;
-pub const MAX_MOUNT_POINT: usize = 256;
+pub const MAX_MOUNT_POINT: usize = 128;
 /// Stored SSH keys named per instance request (`ssh_keys` plus `ssh_key_name`).
 pub const MAX_SSH_KEYS: usize = 4;
 /// An OpenSSH public key line.
@@ -29,8 +29,9 @@ pub const MAX_SSH_KEY: usize = 16 * 1024;
 /// Cloud-init user data is limited to 64 KiB (DigitalOcean and most clouds).
 pub const USER_DATA_LIMIT: usize = 64 * 1024;
 /// The owner's script: what is left of the user data once the phone-home lines, 7 volume mounts
-/// and the wrapper are in (their worst case is fixed); the SSH keys are checked at create time.
-pub const MAX_PAYLOAD_BYTES: usize = USER_DATA_LIMIT - 8 * 1024;
+/// and the wrapper are in (their worst case is fixed, a test checks it fits); the SSH keys are
+/// checked at create time, when they are known.
+pub const MAX_PAYLOAD_BYTES: usize = USER_DATA_LIMIT - 12 * 1024;
 /// Instance ids named in one terminate call.
 pub const MAX_INSTANCE_IDS: usize = 10_000;
 /// Page size of every list.

@@ -1,6 +1,6 @@
-//! API keys (generated, hashed, resolved to a caller), the internal secret and phone-home tokens.
+//! API keys (generated, hashed, resolved to a caller) and the internal secret. Phone-home
+//! tokens are part of the contract (`talis_api::phone_home`).
 
-use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use talis_api::OwnerId;
@@ -88,40 +88,6 @@ pub fn authenticate(db: &dyn Sql, admin_key: &str, presented: Option<&str>) -> R
     })
 }
 
-/// HMAC-SHA256 (RFC 2104).
-pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
-    mac.update(msg);
-    mac.finalize().into_bytes().into()
-}
-
-/// The token in an instance's phone-home URL: hex HMAC-SHA256(internal_secret, "phone-home:{id}").
-/// The workflows build the URL with this function; the component verifies with it.
-pub fn phone_home_token(internal_secret: &str, instance_id: i64) -> String {
-    hex::encode(hmac_sha256(
-        internal_secret.as_bytes(),
-        format!("phone-home:{instance_id}").as_bytes(),
-    ))
-}
-
-/// The full phone-home URL for an instance.
-pub fn phone_home_url(public_url: &str, internal_secret: &str, instance_id: i64) -> String {
-    format!(
-        "{}/v1/phone-home/{instance_id}?token={}",
-        public_url.trim_end_matches('/'),
-        phone_home_token(internal_secret, instance_id)
-    )
-}
-
-/// Checks a presented phone-home token.
-pub fn verify_phone_home(internal_secret: &str, instance_id: i64, token: &str) -> bool {
-    !internal_secret.is_empty()
-        && secure_eq(
-            phone_home_token(internal_secret, instance_id).as_bytes(),
-            token.as_bytes(),
-        )
-}
-
 /// Checks the internal bearer secret of `/internal/v1/`.
 pub fn verify_internal(internal_secret: &str, presented: Option<&str>) -> Result<()> {
     match presented {
@@ -138,28 +104,6 @@ pub fn verify_internal(internal_secret: &str, presented: Option<&str>) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hmac_matches_rfc4231_case_2() {
-        let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
-        assert_eq!(
-            hex::encode(mac),
-            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
-    }
-
-    #[test]
-    fn phone_home_tokens_are_per_instance() {
-        let t = phone_home_token("s3cret", 7);
-        assert!(verify_phone_home("s3cret", 7, &t));
-        assert!(!verify_phone_home("s3cret", 8, &t));
-        assert!(!verify_phone_home("other", 7, &t));
-        assert!(!verify_phone_home("", 7, &phone_home_token("", 7)));
-        assert!(
-            phone_home_url("http://h:1/", "s3cret", 7)
-                .starts_with("http://h:1/v1/phone-home/7?token=")
-        );
-    }
 
     #[test]
     fn scoping() {

@@ -172,7 +172,10 @@ fn is_busy(message: &str) -> bool {
 }
 
 /// The numbered migrations in `sql/`, oldest first.
-pub const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../../sql/0001_init.sql"))];
+pub const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../../sql/0001_init.sql")),
+    (2, include_str!("../../../sql/0002_scale_and_safety.sql")),
+];
 
 /// The schema version this code expects (the last migration).
 pub const LATEST_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;

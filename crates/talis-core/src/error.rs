@@ -41,6 +41,9 @@ pub enum Error {
         used: i64,
         requested: i64,
     },
+    /// Not now: the caller should try again after `after_secs` (answered 503 + `Retry-After`).
+    #[error("{reason}; retry in {after_secs} s")]
+    RetryLater { reason: String, after_secs: u32 },
     #[error("request body is larger than {0} bytes (max_body_bytes)")]
     TooLarge(usize),
     #[error("database error: {0}")]
@@ -78,6 +81,7 @@ impl Error {
             Error::TaskFinished(..) => ErrorKind::TaskFinished,
             Error::QuotaExceeded { .. } => ErrorKind::QuotaExceeded,
             Error::TooLarge(_) => ErrorKind::TooLarge,
+            Error::RetryLater { .. } => ErrorKind::RetryLater,
             Error::Db(_) => ErrorKind::Internal,
         }
     }
@@ -91,7 +95,16 @@ impl Error {
             ErrorKind::NotFound => 404,
             ErrorKind::Conflict | ErrorKind::IllegalTransition | ErrorKind::TaskFinished => 409,
             ErrorKind::TooLarge => 413,
+            ErrorKind::RetryLater => 503,
             ErrorKind::Internal => 500,
+        }
+    }
+
+    /// Seconds to put in `Retry-After`, for errors that ask to be retried.
+    pub fn retry_after(&self) -> Option<u32> {
+        match self {
+            Error::RetryLater { after_secs, .. } => Some(*after_secs),
+            _ => None,
         }
     }
 

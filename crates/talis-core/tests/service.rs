@@ -1,7 +1,7 @@
 //! The RPC service run natively on rusqlite (the same code the component runs on Spin SQLite).
 
 use serde_json::{Value, json};
-use talis_api::{InstanceId, TaskId};
+use talis_api::TaskId;
 use talis_core::auth::Caller;
 use talis_core::db::{self, RowExt};
 use talis_core::{Config, Error, Service};
@@ -16,6 +16,7 @@ fn cfg() -> Config {
         internal_secret: "internal".into(),
         public_url: "http://api.test".into(),
         restate_ui_url: "http://restate.test:9070".into(),
+        deployment: "test-deployment".into(),
     }
 }
 
@@ -44,6 +45,22 @@ impl Env {
             .call_internal(method, params)
             .map(|o| o.data.unwrap_or(Value::Null))
     }
+    /// `task.claim` in one chunk, and that chunk planned: the claim with the chunk's `requests`
+    /// and `instances` added.
+    fn claim(&self, task_id: &Value, invocation: &str) -> Value {
+        let mut claim = self
+            .internal(
+                "task.claim",
+                json!({ "task_id": task_id, "invocation_id": invocation, "chunk_size": 1000 }),
+            )
+            .unwrap();
+        let mut chunk = claim["chunks"][0].clone();
+        chunk["task_id"] = task_id.clone();
+        let plan = self.internal("task.chunk", chunk).unwrap();
+        claim["requests"] = plan["requests"].clone();
+        claim["instances"] = plan["instances"].clone();
+        claim
+    }
     /// A new user and a caller for their API key.
     fn user(&self, name: &str) -> Caller {
         let created = self
@@ -71,7 +88,7 @@ fn migrations_are_idempotent() {
     env.svc();
     assert_eq!(
         db::scalar(&env.db, "SELECT COUNT(*) FROM schema_version", &[]).unwrap(),
-        1
+        db::MIGRATIONS.len() as i64
     );
 }
 
@@ -103,7 +120,7 @@ fn schema_check_is_one_header_read_and_older_databases_catch_up() {
         0
     );
     assert_eq!(db::user_version(&env.db), db::LATEST_VERSION);
-    assert_eq!(env.count("schema_version"), 1);
+    assert_eq!(env.count("schema_version"), db::MIGRATIONS.len() as i64);
 }
 
 #[test]
@@ -348,12 +365,7 @@ fn workflow_lifecycle_through_internal_rpc() {
         )
         .unwrap();
     let task_id = data["task_id"].as_i64().unwrap();
-    let claim = env
-        .internal(
-            "task.claim",
-            json!({ "task_id": task_id, "invocation_id": "inv1" }),
-        )
-        .unwrap();
+    let claim = env.claim(&json!(task_id), "inv1");
     assert_eq!(claim["claimed"], true);
     assert_eq!(claim["task"]["status"], "running");
     // Both instances refer to the one request, which carries the spec once.
@@ -370,21 +382,8 @@ fn workflow_lifecycle_through_internal_rpc() {
     );
     assert!(inst.get("payload").is_none(), "{inst}");
     let id = inst["ID"].as_i64().unwrap();
-    let token = talis_core::auth::phone_home_token("internal", id);
-    assert_eq!(
-        inst["phone_home_url"],
-        format!("http://api.test/v1/phone-home/{id}?token={token}")
-    );
-    assert_eq!(
-        env.svc()
-            .phone_home_task(InstanceId::from_db(id), &token)
-            .unwrap(),
-        TaskId::from_db(task_id)
-    );
-    assert_eq!(
-        env.svc().phone_home_task(InstanceId::from_db(id), "bad"),
-        Err(Error::Unauthorized)
-    );
+    assert_eq!(claim["deployment"], "test-deployment");
+    assert_eq!(claim["public_url"], "http://api.test");
     // The task links its invocation in the Restate UI.
     let t = env
         .call(&alice, "task.get", json!({ "task_id": task_id }))
@@ -397,12 +396,7 @@ fn workflow_lifecycle_through_internal_rpc() {
         )
     );
     // Replays are no-ops.
-    let again = env
-        .internal(
-            "task.claim",
-            json!({ "task_id": task_id, "invocation_id": "inv1" }),
-        )
-        .unwrap();
+    let again = env.claim(&json!(task_id), "inv1");
     assert_eq!(again["task"]["attempts"], 1);
     let t = json!({ "instance_id": id, "task_id": task_id, "status": "created", "provider_ref": "123", "public_ip": "10.0.0.1" });
     env.internal("instance.transition", t.clone()).unwrap();
@@ -472,11 +466,7 @@ fn project_delete_with_live_instances_queues_a_task() {
         env.call(&alice, "instance.create", json!({ "instances": [{ "project_name": "p", "provider": "do", "region": "r", "size": "s", "image": "i", "number_of_instances": 1 }] })),
         Err(Error::Conflict(_))
     ));
-    env.internal(
-        "task.claim",
-        json!({ "task_id": task_id, "invocation_id": "x" }),
-    )
-    .unwrap();
+    env.claim(&json!(task_id), "x");
     env.internal(
         "task.finish",
         json!({ "task_id": task_id, "status": "completed" }),
@@ -509,12 +499,7 @@ fn claim_lists_each_distinct_request_once() {
         )
         .unwrap();
     let task_id = data["task_id"].as_i64().unwrap();
-    let claim = env
-        .internal(
-            "task.claim",
-            json!({ "task_id": task_id, "invocation_id": "i" }),
-        )
-        .unwrap();
+    let claim = env.claim(&json!(task_id), "i");
     let requests = claim["requests"].as_array().unwrap();
     assert_eq!(requests.len(), 2, "{requests:?}");
     let regions: Vec<&str> = claim["instances"]
@@ -552,12 +537,7 @@ fn claim_lists_each_distinct_request_once() {
             json!({ "project_name": "p", "instance_ids": [ids[0], ids[4]] }),
         )
         .unwrap();
-    let claim = env
-        .internal(
-            "task.claim",
-            json!({ "task_id": t["task_id"], "invocation_id": "j" }),
-        )
-        .unwrap();
+    let claim = env.claim(&json!(t["task_id"]), "j");
     assert_eq!(claim["instances"].as_array().unwrap().len(), 2);
     let requests = claim["requests"].as_array().unwrap();
     assert_eq!(requests.len(), 2);

@@ -1,8 +1,6 @@
 //! The provider trait: what workflows need from a cloud, in provider-neutral terms. A second
 //! provider (Linode, Vultr, AWS) implements it; the workflows do not change.
 
-use std::collections::HashSet;
-
 use async_trait::async_trait;
 
 use crate::error::Result;
@@ -81,7 +79,7 @@ pub trait Provider: Send + Sync {
     /// look-up). Ok if there are none.
     async fn delete_volumes(&self, instance_ids: &[String]) -> Result<()>;
 
-    /// Talis-tagged machines whose instance is not in `live_instances`, or that name no
-    /// instance at all: what a clean-up sweep should destroy.
-    async fn list_orphans(&self, live_instances: &HashSet<String>) -> Result<Vec<Machine>>;
+    /// Every machine carrying `tag` (one paginated list): a deployment's machines for the
+    /// reconcile sweep, or one group of a large task for a verification pass.
+    async fn list_tagged(&self, tag: &str) -> Result<Vec<Machine>>;
 }

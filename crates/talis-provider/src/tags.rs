@@ -3,7 +3,7 @@
 //!
 //! DigitalOcean tag rules: 1–255 characters, letters, numbers, colons, dashes and underscores.
 
-/// Every resource Talis creates carries this tag (lets `list_orphans` see all of them).
+/// Every resource Talis creates carries this tag.
 pub const TALIS: &str = "talis";
 const PROJECT_PREFIX: &str = "talis-project-";
 const INSTANCE_PREFIX: &str = "talis-instance-";

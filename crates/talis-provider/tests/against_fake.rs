@@ -470,7 +470,7 @@ async fn round_with_volumes_attaches_at_creation() {
 }
 
 #[tokio::test]
-async fn orphans_are_listed() {
+async fn machines_are_listed_by_tag() {
     let (_fake, do_) = setup(vec![], "t-orphans").await;
     do_.ensure_machines(&batch("po", 3)).await.unwrap();
     // A talis droplet that names no instance.
@@ -484,11 +484,25 @@ async fn orphans_are_listed() {
     })
     .await
     .unwrap();
-    let live: HashSet<String> = ["po-i0".to_string(), "po-i1".to_string()].into();
-    let orphans = do_.list_orphans(&live).await.unwrap();
-    let mut names: Vec<_> = orphans.iter().map(|m| m.name.as_str()).collect();
+    let all = do_.list_tagged(tags::TALIS).await.unwrap();
+    let mut names: Vec<_> = all.iter().map(|m| m.name.as_str()).collect();
     names.sort();
-    assert_eq!(names, vec!["po-web-2.ipo-i2", "stray"]);
+    assert_eq!(
+        names,
+        vec![
+            "po-web-0.ipo-i0",
+            "po-web-1.ipo-i1",
+            "po-web-2.ipo-i2",
+            "stray"
+        ]
+    );
+    let stray = all.iter().find(|m| m.name == "stray").unwrap();
+    assert_eq!(stray.instance_id, None);
+    assert_eq!(
+        do_.list_tagged(&tags::project("po")).await.unwrap().len(),
+        3
+    );
+    assert!(do_.list_tagged("not a tag").await.is_err());
 }
 
 #[tokio::test]

@@ -5,9 +5,11 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 use talis_api::decode::Valid;
 use talis_api::internal::{
-    ClaimedInstance, ClaimedRequest, ClaimedTask, EventRecorded, InstanceTransition,
-    InstanceTransitionBatch, Refusal, TaskClaim, TaskEventRecord, TaskFinish,
-    TaskInstanceTransition, TransitionResult, TransitionsApplied,
+    ChunkPlan, ChunkRange, ClaimedInstance, ClaimedRequest, ClaimedTask, Deployment, DeploymentGet,
+    EventRecorded, InstanceLive, InstanceTransition, InstanceTransitionBatch, LiveInstances,
+    Progress, Refusal, TaskChunk, TaskClaim, TaskEventRecord, TaskFinish, TaskInstanceTransition,
+    TaskProgress, TaskTransitionAll, TransitionResult, TransitionsApplied, TransitionsCounted,
+    Watched,
 };
 use talis_api::{
     Instance, InstanceId, InstanceStatus, Project, ProjectId, Provider, SshPublicKey, Task,
@@ -16,7 +18,7 @@ use talis_api::{
 
 use super::Service;
 use crate::db::{Row, RowExt, Value};
-use crate::{Error, Result, auth, now, rows};
+use crate::{Error, Result, now, rows};
 
 /// A text column without copying it ("" when it is not text).
 fn text_ref(r: &[Value], i: usize) -> &str {
@@ -59,8 +61,114 @@ impl Service<'_> {
             };
             let task = Task { logs: String::new(), result: None, ..self.task_scoped(None, id)? };
             let project = self.project_by_id(task.project_id)?;
-            let (requests, instances) = self.claimed_instances(id, task.action == TaskAction::CreateInstances)?;
-            Ok(ClaimedTask { claimed, task, project, requests, instances })
+            let ids: Vec<InstanceId> = self.task_instance_ids(id)?;
+            let mut chunks = Vec::new();
+            let mut after = None;
+            for chunk in ids.chunks(p.chunk_size as usize) {
+                let through = *chunk.last().expect("chunks are never empty");
+                chunks.push(ChunkRange { after, through, count: chunk.len() as u32 });
+                after = Some(through);
+            }
+            Ok(ClaimedTask {
+                claimed,
+                task,
+                project,
+                deployment: self.cfg.deployment.clone(),
+                public_url: self.cfg.public_url.clone(),
+                chunks,
+            })
+        })
+    }
+
+    pub(super) fn task_chunk(&self, p: Valid<TaskChunk>) -> Result<ChunkPlan> {
+        let task = self.task_scoped(None, p.task_id)?;
+        let (requests, instances) = self.claimed_instances(
+            task.id,
+            &p.range,
+            task.action == TaskAction::CreateInstances,
+        )?;
+        Ok(ChunkPlan {
+            task_status: task.status,
+            requests,
+            instances,
+        })
+    }
+
+    pub(super) fn task_progress(&self, p: Valid<TaskProgress>) -> Result<Progress> {
+        let task = self.task_scoped(None, p.task_id)?;
+        let rows = self.q(
+            "SELECT i.id, i.status, i.provider_ref FROM task_instances x JOIN instances i ON i.id = x.instance_id \
+             WHERE x.task_id = ? AND x.instance_id > ? AND x.instance_id <= ? ORDER BY i.id",
+            &[task.id.into(), p.range.after.map_or(0, InstanceId::get).into(), p.range.through.into()],
+        )?;
+        let mut progress = Progress {
+            task_status: task.status,
+            waiting: Vec::new(),
+            failed: Vec::new(),
+            counts: Default::default(),
+        };
+        for r in &rows {
+            let id = InstanceId::from_db(r.int(0));
+            let status: InstanceStatus = r.text(1).parse().unwrap_or(InstanceStatus::Unknown);
+            *progress.counts.entry(status).or_default() += 1;
+            if status.needs_machine() {
+                progress.waiting.push(Watched {
+                    id,
+                    status,
+                    provider_ref: r.text(2),
+                });
+            } else if status == InstanceStatus::Failed {
+                progress.failed.push(id);
+            }
+        }
+        Ok(progress)
+    }
+
+    /// Moves every instance of the task that may legally go to `to`, each with its step event.
+    pub(super) fn task_transition_all(
+        &self,
+        p: Valid<TaskTransitionAll>,
+    ) -> Result<TransitionsCounted> {
+        self.tx(|| {
+            let task = self.task_scoped(None, p.task_id)?;
+            let mut counted = TransitionsCounted { applied: 0, skipped: 0 };
+            for r in self.q(
+                "SELECT i.id, i.status FROM task_instances x JOIN instances i ON i.id = x.instance_id WHERE x.task_id = ?",
+                &[task.id.into()],
+            )? {
+                let id = InstanceId::from_db(r.int(0));
+                let status: InstanceStatus = r.text(1).parse().unwrap_or(InstanceStatus::Unknown);
+                if status == p.to || status.transition(p.to).is_err() {
+                    counted.skipped += 1;
+                    continue;
+                }
+                let t = InstanceTransition { error: p.error.clone(), ..InstanceTransition::to(id, p.to) };
+                self.apply_transition(&task, &t)?;
+                let key = format!("{}:{id}:{}:{}", task.id, p.step, p.to);
+                self.insert_event(task.id, Some(id), &p.step, p.to.as_str(), p.error.as_deref().unwrap_or(""), &key)?;
+                counted.applied += 1;
+            }
+            Ok(counted)
+        })
+    }
+
+    pub(super) fn instance_live(&self, p: Valid<InstanceLive>) -> Result<LiveInstances> {
+        let rows = self.q(
+            "SELECT id FROM instances WHERE id IN (SELECT value FROM json_each(?)) AND status != ? ORDER BY id",
+            &[
+                super::id_list(p.instance_ids.iter().map(|i| i.get())),
+                InstanceStatus::Terminated.as_str().into(),
+            ],
+        )?;
+        Ok(LiveInstances {
+            live: rows.iter().map(|r| InstanceId::from_db(r.int(0))).collect(),
+        })
+    }
+
+    pub(super) fn deployment_get(&self, _: Valid<DeploymentGet>) -> Result<Deployment> {
+        Ok(Deployment {
+            deployment: self.cfg.deployment.clone(),
+            public_url: self.cfg.public_url.clone(),
         })
     }
 
@@ -73,25 +181,28 @@ impl Service<'_> {
         .ok_or(Error::NotFound("project"))
     }
 
-    /// The task's instances and the distinct requests they were made from (each once, however
+    /// A chunk's instances and the distinct requests they were made from (each once, however
     /// many instances share it). Only a create task carries the provisioning scripts.
     fn claimed_instances(
         &self,
         task: TaskId,
+        range: &ChunkRange,
         with_payload: bool,
     ) -> Result<(Vec<ClaimedRequest>, Vec<ClaimedInstance>)> {
+        let after = range.after.map_or(0, InstanceId::get);
         let rows = self.q(
             "SELECT i.id, i.name, i.status, i.provider_ref, i.public_ip, i.request_id, i.provider_id, \
              i.region, i.size, i.image, i.tags FROM task_instances x JOIN instances i ON i.id = x.instance_id \
-             WHERE x.task_id = ? ORDER BY i.id",
-            &[task.get().into()],
+             WHERE x.task_id = ? AND x.instance_id > ? AND x.instance_id <= ? ORDER BY i.id",
+            &[task.into(), after.into(), range.through.into()],
         )?;
         let stored: HashMap<i64, Row> = self
             .q(
                 "SELECT id, CASE WHEN ?2 AND execute_payload THEN payload ELSE '' END, ssh_keys, volumes \
                  FROM instance_requests WHERE id IN (SELECT DISTINCT i.request_id FROM task_instances x \
-                 JOIN instances i ON i.id = x.instance_id WHERE x.task_id = ?1)",
-                &[task.get().into(), with_payload.into()],
+                 JOIN instances i ON i.id = x.instance_id WHERE x.task_id = ?1 AND x.instance_id > ?3 \
+                 AND x.instance_id <= ?4)",
+                &[task.into(), with_payload.into(), after.into(), range.through.into()],
             )?
             .into_iter()
             .map(|r| (r.int(0), r))
@@ -146,19 +257,12 @@ impl Service<'_> {
                     i
                 }
             };
-            let id = r.int(0);
             instances.push(ClaimedInstance {
-                id: InstanceId::from_db(id),
+                id: InstanceId::from_db(r.int(0)),
                 name: r.text(1),
                 status: r.text(2).parse().unwrap_or(InstanceStatus::Unknown),
                 provider_ref: r.text(3),
-                public_ip: r.text(4),
                 request,
-                phone_home_url: if self.cfg.public_url.is_empty() {
-                    String::new()
-                } else {
-                    auth::phone_home_url(&self.cfg.public_url, &self.cfg.internal_secret, id)
-                },
             });
         }
         Ok((requests, instances))
@@ -226,7 +330,7 @@ impl Service<'_> {
 
     /// One checked transition inside the caller's transaction: the instance is the task's, the
     /// change is legal, and a finished task only compensates.
-    fn apply_transition(&self, task: &Task, p: &InstanceTransition) -> Result<Instance> {
+    pub(super) fn apply_transition(&self, task: &Task, p: &InstanceTransition) -> Result<Instance> {
         if !self.covers(task.id, p.instance_id)? {
             return Err(Error::NotFound("instance of this task"));
         }
@@ -275,7 +379,7 @@ impl Service<'_> {
     }
 
     /// Appends a step event unless its key was recorded before (inside the caller's transaction).
-    fn insert_event(
+    pub(super) fn insert_event(
         &self,
         task: TaskId,
         instance: Option<InstanceId>,
@@ -338,19 +442,5 @@ impl Service<'_> {
             )?;
             self.task_scoped(None, p.task_id)
         })
-    }
-
-    /// Checks a phone-home token and returns the instance's current create task (the workflow
-    /// that waits for the call).
-    pub fn phone_home_task(&self, instance: InstanceId, token: &str) -> Result<TaskId> {
-        if !auth::verify_phone_home(&self.cfg.internal_secret, instance.get(), token) {
-            return Err(Error::Unauthorized);
-        }
-        self.q1(
-            "SELECT create_task_id FROM instances WHERE id = ?",
-            &[instance.get().into()],
-        )?
-        .map(|r| TaskId::from_db(r.int(0)))
-        .ok_or(Error::NotFound("instance"))
     }
 }

@@ -7,6 +7,7 @@ mod accounts;
 mod create;
 mod instances;
 mod internal;
+mod phone_home;
 mod projects;
 mod tasks;
 
@@ -33,6 +34,8 @@ pub struct Config {
     pub public_url: String,
     /// Restate admin base URL (no trailing `/`); empty: tasks carry no UI link.
     pub restate_ui_url: String,
+    /// This deployment's identity, carried by every provider resource it makes.
+    pub deployment: String,
 }
 
 /// What a call produced: the `data` of the answer, and the work to do once it is committed.

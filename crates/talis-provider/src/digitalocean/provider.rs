@@ -443,16 +443,15 @@ impl Provider for DigitalOcean {
         .await
     }
 
-    async fn list_orphans(&self, live_instances: &HashSet<String>) -> Result<Vec<Machine>> {
-        let all = self.list_droplets(Some(tags::TALIS)).await?;
-        Ok(all
+    async fn list_tagged(&self, tag: &str) -> Result<Vec<Machine>> {
+        if !tags::is_valid(tag) {
+            return Err(Error::invalid("tag", format!("{tag:?} is not a valid tag")));
+        }
+        Ok(self
+            .list_droplets(Some(tag))
+            .await?
             .into_iter()
             .map(machine)
-            .filter(|m| {
-                m.instance_id
-                    .as_ref()
-                    .is_none_or(|id| !live_instances.contains(id))
-            })
             .collect())
     }
 }
