@@ -44,7 +44,7 @@ async fn restate_and_workflows_start_and_register() -> Result<()> {
         .map(|h| h["name"].as_str().unwrap_or_default().to_string())
         .collect();
     handlers.sort();
-    assert_eq!(handlers, ["cancel", "phone_home", "run", "status"]);
+    assert_eq!(handlers, ["cancel", "run", "status"]);
     assert_eq!(services["ty"], "Workflow");
 
     // The UI is served by the admin port.

@@ -34,9 +34,13 @@ pub struct Config {
     /// How long a machine may take from creation to phone-home before it is failed and destroyed.
     #[arg(long, env = "TALIS_PROVISION_TIMEOUT_SECS", default_value_t = 900)]
     pub provision_timeout_secs: u64,
-    /// Longest pause between two project-wide status polls (polls start fast and back off).
+    /// Longest pause between two looks at a chunk's progress (looks start fast and back off).
     #[arg(long, env = "TALIS_POLL_MAX_MS", default_value_t = 5000)]
     pub poll_max_ms: u64,
+    /// Most instances one workflow chunk handles; a larger task runs its chunks as child
+    /// workflows (1 to 1000).
+    #[arg(long, env = "TALIS_CHUNK_SIZE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub chunk_size: u32,
 }
 
 impl Config {

@@ -1,21 +1,27 @@
 //! Restate durable workflows executing Talis tasks.
 //!
 //! One `TaskWorkflow` per task (keyed by the task id, so the component's trigger is idempotent)
-//! claims the task through the component's internal RPC, drives the provider in named journaled
-//! steps, and records every transition back through the internal RPC. See `docs/workflows.md`.
+//! claims the task through the component's internal RPC and runs it in chunks of bounded size
+//! (`TaskChunk` children for large tasks), driving the provider in named journaled steps and
+//! recording every transition back through the internal RPC. Decisions that need no I/O live in
+//! [`plan`] and [`wait`] with native tests. See `docs/workflows.md`.
 
+mod chunk;
 pub mod config;
 pub mod plan;
+mod policy;
 pub mod rpc;
 mod steps;
-mod workflow;
+mod task;
+pub mod wait;
 
 use std::sync::Arc;
 
 use anyhow::Result;
 use talis_provider::Provider;
 
-pub use workflow::TaskWorkflow;
+pub use chunk::TaskChunk;
+pub use task::TaskWorkflow;
 
 use config::Config;
 

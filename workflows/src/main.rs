@@ -8,7 +8,7 @@ use restate_sdk::prelude::*;
 use tracing::{info, warn};
 
 use talis_workflows::config::Config;
-use talis_workflows::{App, TaskWorkflow};
+use talis_workflows::{App, TaskChunk, TaskWorkflow};
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -22,8 +22,12 @@ async fn main() -> Result<()> {
     let config = Config::parse();
     let listen = config.listen;
     let app = App::new(config)?;
-    let endpoint =
-        restate_sdk::hyper::HyperEndpoint::new(Endpoint::builder().bind(TaskWorkflow(app)).build());
+    let endpoint = restate_sdk::hyper::HyperEndpoint::new(
+        Endpoint::builder()
+            .bind(TaskWorkflow(app.clone()))
+            .bind(TaskChunk(app))
+            .build(),
+    );
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;

@@ -1,23 +1,27 @@
-//! Client of the component's internal RPC (`POST {api}/internal/v1/<method>`, bearer secret).
-//! Every method is idempotent on the component side, so a step that retries it is safe.
+//! Client of the component's internal RPC (`POST {api}/internal/v1/<method>`, bearer secret),
+//! typed by the method table: `call::<TaskClaim>(&params)` sends that method's params and
+//! decodes its result. Every method is idempotent on the component side, so a step that
+//! retries it is safe.
 
 use std::time::Duration;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use serde_json::Value;
+use talis_api::methods::Method;
+use talis_api::{ErrorKind, RpcResponse};
 
 /// Why an internal call failed, classified once for the retry policy of the calling step.
 #[derive(Debug, thiserror::Error)]
 pub enum RpcError {
-    /// Network trouble or a 5xx: the component may be restarting; retry.
+    /// Network trouble, a 5xx or a 429: the component may be restarting or busy; retry.
     #[error("internal RPC {method} unavailable: {detail}")]
-    Unavailable { method: String, detail: String },
-    /// The component refused the call (4xx, e.g. an illegal transition): retrying cannot help.
-    #[error("internal RPC {method} refused ({code}): {message}")]
+    Unavailable {
+        method: &'static str,
+        detail: String,
+    },
+    /// The component refused the call (4xx): retrying cannot help.
+    #[error("internal RPC {method} refused ({kind:?}): {message}")]
     Refused {
-        method: String,
-        code: String,
+        method: &'static str,
+        kind: Option<ErrorKind>,
         message: String,
     },
 }
@@ -40,6 +44,7 @@ impl Internal {
         Ok(Self {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
+                .connect_timeout(Duration::from_secs(5))
                 .pool_max_idle_per_host(64)
                 .build()?,
             base: format!("{}/internal/v1", api_url.trim_end_matches('/')),
@@ -47,16 +52,10 @@ impl Internal {
         })
     }
 
-    /// Calls `method` with `params` as the body; returns the envelope's `data`.
-    pub async fn call<P: Serialize, R: DeserializeOwned>(
-        &self,
-        method: &str,
-        params: &P,
-    ) -> Result<R, RpcError> {
-        let unavailable = |detail: String| RpcError::Unavailable {
-            method: method.to_string(),
-            detail,
-        };
+    /// Calls method `M` and returns its result.
+    pub async fn call<M: Method>(&self, params: &M::Params) -> Result<M::Result, RpcError> {
+        let method = M::NAME;
+        let unavailable = |detail: String| RpcError::Unavailable { method, detail };
         let resp = self
             .http
             .post(format!("{}/{method}", self.base))
@@ -76,38 +75,20 @@ impl Internal {
                 String::from_utf8_lossy(&body[..body.len().min(300)])
             )));
         }
-        let envelope: Value = serde_json::from_slice(&body).map_err(|e| RpcError::Refused {
-            method: method.to_string(),
-            code: status.as_u16().to_string(),
-            message: format!("undecodable answer: {e}"),
-        })?;
-        let failed =
-            !status.is_success() || envelope.get("success").and_then(Value::as_bool) == Some(false);
-        if failed {
-            let err = envelope.get("error").cloned().unwrap_or(Value::Null);
-            return Err(RpcError::Refused {
-                method: method.to_string(),
-                code: err
-                    .get("code")
-                    .map(|c| c.to_string().trim_matches('"').to_string())
-                    .unwrap_or_else(|| status.as_u16().to_string()),
-                message: err
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("no message")
-                    .to_string(),
-            });
-        }
-        let data = match envelope {
-            Value::Object(mut m) if m.contains_key("success") => {
-                m.remove("data").unwrap_or(Value::Null)
-            }
-            other => other,
+        let refused = |kind, message: String| RpcError::Refused {
+            method,
+            kind,
+            message,
         };
-        serde_json::from_value(data).map_err(|e| RpcError::Refused {
-            method: method.to_string(),
-            code: "decode".into(),
-            message: e.to_string(),
-        })
+        let envelope: RpcResponse = serde_json::from_slice(&body)
+            .map_err(|e| refused(None, format!("{status}: undecodable answer: {e}")))?;
+        if let Some(e) = envelope.error {
+            return Err(refused(Some(e.kind), e.message));
+        }
+        if !status.is_success() {
+            return Err(refused(None, format!("{status} without an error")));
+        }
+        serde_json::from_value(envelope.data.unwrap_or(serde_json::Value::Null))
+            .map_err(|e| refused(None, format!("answer does not match the contract: {e}")))
     }
 }

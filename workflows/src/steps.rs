@@ -1,4 +1,4 @@
-//! The side effects of the workflow: provider and internal-RPC calls executed inside journaled
+//! The side effects of the workflows: provider and internal-RPC calls executed inside journaled
 //! `ctx.run` steps. Each returns small, id-only results and classifies its errors once:
 //! retryable (5xx, 429, timeouts, component restarting) → `HandlerError` (Restate retries the
 //! step with its policy); terminal (4xx with the provider's message) → recorded as an outcome.
@@ -7,17 +7,37 @@ use std::sync::Arc;
 
 use restate_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use talis_api::internal::{
-    ClaimedRequest, ClaimedTask, InstanceTransition, InstanceTransitionBatch, TaskClaim,
-    TaskFinish, TransitionsApplied,
+    ChunkRange, ClaimedTask, FinalStatus, InstanceTransition, InstanceTransitionBatch, Progress,
+    TaskChunk, TaskClaim, TaskFinish, TaskProgress, TaskTransitionAll, TransitionsApplied,
 };
-use talis_api::{InstanceStatus, TaskAction, TaskStatus, VolumeDetail};
-use talis_provider::{BatchMember, MachineBatch, VolumeSpec};
+use talis_api::methods::internal as m;
+use talis_api::{InstanceId, InstanceStatus, TaskId, VolumeDetail};
 
 use crate::App;
-use crate::plan::{Action, Batch, Inst, Plan, Vol};
+use crate::plan::{ChunkRef, Plan};
 use crate::rpc::RpcError;
+use crate::wait::Seen;
+
+/// Step names recorded with the transitions they make (the task's history shows them).
+pub mod names {
+    pub const CLAIM: &str = "claim";
+    pub const PLAN: &str = "plan chunk";
+    pub const ENSURE: &str = "ensure machines";
+    pub const RECORD_CREATED: &str = "machine created";
+    pub const UNWANTED: &str = "destroy unwanted";
+    pub const LOOK: &str = "look";
+    pub const POLL: &str = "poll machines";
+    pub const RUNNING: &str = "machine running";
+    pub const TIMEOUT: &str = "provisioning timeout";
+    pub const COMPENSATE: &str = "destroy failed";
+    pub const TERMINATE: &str = "terminate";
+    pub const DESTROY: &str = "destroy machines";
+    pub const TERMINATED: &str = "terminated";
+    pub const DELETE_PROJECT: &str = "delete project";
+    pub const DESTROY_PROJECT: &str = "destroy project";
+    pub const FINISH: &str = "finish";
+}
 
 pub(crate) fn rpc_err(e: RpcError) -> HandlerError {
     if e.is_retryable() {
@@ -27,183 +47,132 @@ pub(crate) fn rpc_err(e: RpcError) -> HandlerError {
     }
 }
 
-/// Ids are integers on the wire; the workflow key and the journal keep them as strings.
-pub(crate) fn wire_id(field: &str, id: &str) -> Result<u64, TerminalError> {
-    id.parse::<u64>().map_err(|_| {
-        TerminalError::new_with_code(400, format!("{field}: {id:?} is not a numeric id"))
-    })
-}
-
-/// `task.claim`: the task, its project and its instances, reduced to the journaled [`Plan`].
-pub(crate) async fn claim(
-    app: Arc<App>,
-    task_id: String,
-    invocation_id: String,
-) -> HandlerResult<Json<Plan>> {
-    let claimed: ClaimedTask = app
-        .rpc
-        .call(
-            "task.claim",
-            &TaskClaim {
-                task_id: wire_id("task_id", &task_id)?,
-                invocation_id,
-            },
-        )
-        .await
-        .map_err(rpc_err)?;
-    Ok(Json(plan_from_claim(claimed, &task_id)))
-}
-
-fn plan_from_claim(c: ClaimedTask, task_id: &str) -> Plan {
-    let action = match c.task.action {
-        TaskAction::CreateInstances => Action::CreateInstances,
-        TaskAction::TerminateInstances => Action::TerminateInstances,
-        TaskAction::DeleteProject => Action::DeleteProject,
-    };
-    // Each distinct script is journaled once; it runs only when the owner asked for it
-    // (`execute_payload`).
-    let mut payloads: Vec<String> = Vec::new();
-    let request_payload: Vec<Option<usize>> = c
-        .requests
-        .iter()
-        .map(|r| {
-            (r.execute_payload && !r.payload.is_empty()).then(|| {
-                payloads
-                    .iter()
-                    .position(|p| *p == r.payload)
-                    .unwrap_or_else(|| {
-                        payloads.push(r.payload.clone());
-                        payloads.len() - 1
-                    })
-            })
-        })
-        .collect();
-    let no_request = ClaimedRequest::default();
-    let instances = c
-        .instances
-        .iter()
-        .map(|ci| {
-            let r = c.request_of(ci).unwrap_or(&no_request);
-            Inst {
-                id: ci.id.to_string(),
-                name: ci.name.clone(),
-                region: r.region.clone(),
-                size: r.size.clone(),
-                image: r.image.clone(),
-                ssh_public_keys: r.ssh_keys.iter().map(|k| k.public_key.clone()).collect(),
-                tags: r.tags.clone(),
-                volumes: r
-                    .volumes
-                    .iter()
-                    .map(|v| Vol {
-                        name: v.name.clone(),
-                        size_gb: u32::try_from(v.size_gb.max(1)).unwrap_or(1),
-                        filesystem_type: Some(v.filesystem.clone()).filter(|f| !f.is_empty()),
-                        mount_point: v.mount_point.clone(),
-                    })
-                    .collect(),
-                payload: request_payload.get(ci.request).copied().flatten(),
-                phone_home_url: Some(ci.phone_home_url.clone()).filter(|u| !u.is_empty()),
-                status: ci.status.as_str().to_string(),
-                provider_ref: Some(ci.provider_ref.clone()).filter(|r| !r.is_empty()),
-            }
-        })
-        .collect();
-    Plan {
-        task_id: task_id.to_string(),
-        project_id: c.task.project_id.to_string(),
-        action,
-        claimed: c.claimed,
-        payloads,
-        instances,
+pub(crate) fn provider_err(e: talis_provider::Error) -> HandlerError {
+    if e.is_retryable() {
+        HandlerError::from(e)
+    } else {
+        TerminalError::new_with_code(502, e.to_string()).into()
     }
 }
 
-/// One instance's status change, as `instance.transition` takes it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub(crate) struct Transition {
-    pub instance_id: String,
-    pub status: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub provider_ref: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub public_ip: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub volumes: Option<Vec<VolumeDetail>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+/// `task.claim`, reduced to what the workflow journals (no instance lists: chunks are planned
+/// one by one).
+pub(crate) async fn claim(
+    app: Arc<App>,
+    task: TaskId,
+    invocation_id: String,
+) -> HandlerResult<Json<ClaimedTask>> {
+    let p = TaskClaim {
+        task_id: task,
+        invocation_id,
+        chunk_size: app.config.chunk_size,
+    };
+    app.rpc
+        .call::<m::TaskClaim>(&p)
+        .await
+        .map(Json)
+        .map_err(rpc_err)
+}
+
+/// `task.chunk`: one chunk planned.
+pub(crate) async fn plan(app: Arc<App>, at: ChunkRef) -> HandlerResult<Json<Plan>> {
+    let p = TaskChunk {
+        task_id: at.task,
+        range: at.range,
+    };
+    let c = app.rpc.call::<m::TaskChunk>(&p).await.map_err(rpc_err)?;
+    Ok(Json(Plan::new(at, c)))
 }
 
 /// Records transitions and their step events in one `instance.transitionBatch` call (one
-/// transaction; replays are no-ops). Returns the refused ones ("<instance>: <why>"), e.g. an
-/// instance that moved on without us (terminated by its owner): reported, not retried.
+/// transaction; replays are no-ops). Refusals come back typed, not retried.
 pub(crate) async fn record(
     app: Arc<App>,
-    task_id: String,
-    step: String,
-    ts: Vec<Transition>,
-) -> HandlerResult<Json<Vec<String>>> {
-    let task = wire_id("task_id", &task_id)?;
-    let transitions = ts
-        .into_iter()
-        .map(|t| {
-            Ok(InstanceTransition {
-                instance_id: wire_id("instance_id", &t.instance_id)?,
-                task_id: task,
-                status: Some(t.status.parse::<InstanceStatus>().map_err(|e| {
-                    TerminalError::new_with_code(500, format!("status {:?}: {e}", t.status))
-                })?),
-                provider_ref: t.provider_ref,
-                public_ip: t.public_ip,
-                volumes: t.volumes,
-                error: t.error,
-            })
-        })
-        .collect::<Result<Vec<_>, TerminalError>>()?;
-    let applied: TransitionsApplied = app
-        .rpc
-        .call(
-            "instance.transitionBatch",
-            &InstanceTransitionBatch {
-                task_id: task,
-                step,
-                transitions,
-            },
-        )
+    task: TaskId,
+    step: &'static str,
+    transitions: Vec<InstanceTransition>,
+) -> HandlerResult<Json<TransitionsApplied>> {
+    let p = InstanceTransitionBatch {
+        task_id: task,
+        step: step.to_owned(),
+        transitions,
+    };
+    app.rpc
+        .call::<m::InstanceTransitionBatch>(&p)
         .await
-        .map_err(rpc_err)?;
-    Ok(Json(
-        applied
-            .results
-            .into_iter()
-            .filter_map(|r| Some(format!("{}: {}", r.instance_id, r.error?)))
-            .collect(),
-    ))
+        .map(Json)
+        .map_err(rpc_err)
+}
+
+/// Every instance of the task that can go to `to` does (a whole project at once).
+pub(crate) async fn transition_all(
+    app: Arc<App>,
+    task: TaskId,
+    step: &'static str,
+    to: InstanceStatus,
+    error: Option<String>,
+) -> HandlerResult<()> {
+    let p = TaskTransitionAll {
+        task_id: task,
+        step: step.to_owned(),
+        to,
+        error,
+    };
+    app.rpc
+        .call::<m::TaskTransitionAll>(&p)
+        .await
+        .map(drop)
+        .map_err(rpc_err)
 }
 
 pub(crate) async fn finish(
     app: Arc<App>,
-    task_id: String,
-    status: String,
-    result: Value,
+    task: TaskId,
+    status: FinalStatus,
+    result: serde_json::Value,
     error: Option<String>,
 ) -> HandlerResult<()> {
-    let status = status
-        .parse::<TaskStatus>()
-        .map_err(|e| TerminalError::new_with_code(500, format!("task status: {e}")))?;
+    let p = TaskFinish {
+        task_id: task,
+        status,
+        result: Some(result).filter(|r| !r.is_null()),
+        error,
+    };
     app.rpc
-        .call::<_, Value>(
-            "task.finish",
-            &TaskFinish {
-                task_id: wire_id("task_id", &task_id)?,
-                status: Some(status),
-                result: Some(result).filter(|r| !r.is_null()),
-                error,
-            },
-        )
+        .call::<m::TaskFinish>(&p)
         .await
-        .map_err(rpc_err)?;
-    Ok(())
+        .map(drop)
+        .map_err(rpc_err)
+}
+
+/// Where a chunk's instances stand, and the time of the look (journaled with it, so the
+/// waiting decisions replay identically).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Looked {
+    pub progress: Progress,
+    pub now_ms: i64,
+}
+
+pub(crate) async fn look(
+    app: Arc<App>,
+    task: TaskId,
+    range: ChunkRange,
+) -> HandlerResult<Json<Looked>> {
+    let p = TaskProgress {
+        task_id: task,
+        range,
+    };
+    let progress = app.rpc.call::<m::TaskProgress>(&p).await.map_err(rpc_err)?;
+    Ok(Json(Looked {
+        progress,
+        now_ms: now_ms(),
+    }))
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// What ensuring one instance's machine (and volumes) gave.
@@ -218,15 +187,17 @@ pub(crate) struct Ensured {
 impl Ensured {
     /// `created` with the machine and its volumes; `failed` with the error (a machine that
     /// exists is still recorded, so compensation finds it).
-    pub(crate) fn transition(&self, plan: &Plan) -> Transition {
-        let failed = self.error.is_some();
-        Transition {
-            instance_id: plan.instances[self.index].id.clone(),
-            status: if failed { "failed" } else { "created" }.to_string(),
+    pub(crate) fn transition(&self, plan: &Plan) -> InstanceTransition {
+        let to = if self.error.is_some() {
+            InstanceStatus::Failed
+        } else {
+            InstanceStatus::Created
+        };
+        InstanceTransition {
             provider_ref: self.provider_ref.clone(),
-            public_ip: None,
             volumes: Some(self.volumes.clone()).filter(|v| !v.is_empty()),
             error: self.error.clone(),
+            ..InstanceTransition::to(plan.instances[self.index].id, to)
         }
     }
 }
@@ -243,31 +214,37 @@ pub(crate) struct Wave {
 
 /// Ensures the machines of several batches in one provider round: one look-up of the project
 /// (and of the volumes, if any instance has some), then one multi-create per batch, or per
-/// machine with volumes (volumes created first, attached by the create). Creation is idempotent
-/// by machine name, so a retried step finds what an earlier attempt made. A terminal provider
-/// error fails the members of its batch with the provider's message; a rate limit defers the
-/// batch; another retryable error fails the step so Restate retries it.
-pub(crate) async fn ensure_batches(
+/// machine with volumes. Creation is idempotent by machine name, so a retried step finds what
+/// an earlier attempt made. The scripts are made here, with phone-home URLs that expire one
+/// provision timeout from now. A terminal provider error fails the members of its batch with
+/// the provider's message; a rate limit defers the batch; another retryable error fails the
+/// step so Restate retries it.
+pub(crate) async fn ensure(
     app: Arc<App>,
     plan: Arc<Plan>,
-    batches: Vec<Batch>,
+    batches: Vec<Vec<usize>>,
 ) -> HandlerResult<Json<Wave>> {
-    let specs: Vec<MachineBatch> = batches.iter().map(|b| machine_batch(&plan, b)).collect();
-    // Each batch's `created` is recorded as soon as the batch is made, so an owner polling the
-    // task sees steady progress; the workflow records the whole step again from the journal
-    // (same transitions: no-ops), which stays the source of truth. One writer, coalescing the
-    // batches that arrive while it writes: concurrent transactions would contend for SQLite's
-    // write lock.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<Transition>>();
+    let expires = now_ms() / 1000 + app.config.provision_timeout().as_secs() as i64;
+    let secret = app.config.internal_secret.as_str();
+    let specs: Vec<talis_provider::MachineBatch> = batches
+        .iter()
+        .map(|b| plan.machine_batch(b, plan.user_data(b, Some((secret, expires)))))
+        .collect();
+    // Each batch's `created` is recorded as soon as the batch is made, so an owner sees steady
+    // progress and its machines' phone-homes find them; the workflow records the whole step
+    // again from the journal (same transitions: no-ops), which stays the source of truth. One
+    // writer, coalescing the batches that arrive while it writes: concurrent transactions would
+    // contend for SQLite's write lock.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<InstanceTransition>>();
     let writer = {
-        let (app, task_id) = (app.clone(), plan.task_id.clone());
+        let (app, task) = (app.clone(), plan.at.task);
         tokio::spawn(async move {
             while let Some(mut ts) = rx.recv().await {
                 while let Ok(more) = rx.try_recv() {
                     ts.extend(more);
                 }
                 // Best effort: a failure is repaired by the journaled record after the step.
-                let _ = record(app.clone(), task_id.clone(), ENSURE_STEP.to_string(), ts).await;
+                let _ = record(app.clone(), task, names::RECORD_CREATED, ts).await;
             }
         })
     };
@@ -291,7 +268,7 @@ pub(crate) async fn ensure_batches(
                 wave.retry_after_ms = wave.retry_after_ms.max(retry_after.as_millis() as u64);
             }
             Err(e) if e.is_retryable() => return Err(HandlerError::from(e)),
-            Err(e) => wave.ensured.extend(b.members.iter().map(|&index| Ensured {
+            Err(e) => wave.ensured.extend(b.iter().map(|&index| Ensured {
                 index,
                 provider_ref: None,
                 volumes: vec![],
@@ -303,204 +280,89 @@ pub(crate) async fn ensure_batches(
     Ok(Json(wave))
 }
 
-/// Step name under which machine creation is recorded.
-pub(crate) const ENSURE_STEP: &str = "ensure machine";
-
 /// A batch's ensured machines as the workflow journals them.
-fn ensured(plan: &Plan, b: &Batch, machines: Vec<talis_provider::Ensured>) -> Vec<Ensured> {
-    b.members
+fn ensured(plan: &Plan, batch: &[usize], machines: Vec<talis_provider::Ensured>) -> Vec<Ensured> {
+    batch
         .iter()
         .zip(machines)
-        .map(|(&index, e)| {
-            let inst = &plan.instances[index];
-            Ensured {
-                index,
-                provider_ref: Some(e.machine.provider_ref),
-                volumes: e
-                    .volumes
-                    .into_iter()
-                    .map(|v| VolumeDetail {
-                        mount_point: mount_point(inst, &v.name),
-                        id: v.provider_ref,
-                        name: v.name,
-                        region: v.region,
-                        size_gb: i64::from(v.size_gigabytes),
-                    })
-                    .collect(),
-                error: None,
-            }
+        .map(|(&index, e)| Ensured {
+            index,
+            provider_ref: Some(e.machine.provider_ref),
+            volumes: e
+                .volumes
+                .into_iter()
+                .map(|v| VolumeDetail {
+                    mount_point: plan.mount_point(index, &v.name),
+                    id: v.provider_ref,
+                    name: v.name,
+                    region: v.region,
+                    size_gb: i64::from(v.size_gigabytes),
+                })
+                .collect(),
+            error: None,
         })
         .collect()
 }
 
-/// The provider's view of a batch: shared shape and script, each member's volumes.
-fn machine_batch(plan: &Plan, b: &Batch) -> MachineBatch {
-    MachineBatch {
-        project_id: plan.project_id.clone(),
-        region: b.region.clone(),
-        size: b.size.clone(),
-        image: b.image.clone(),
-        ssh_keys: Vec::new(),
-        user_data: Some(b.user_data.clone()),
-        extra_tags: b.tags.clone(),
-        members: b
-            .members
-            .iter()
-            .map(|&i| {
-                let inst = &plan.instances[i];
-                BatchMember {
-                    instance_id: inst.id.clone(),
-                    name: inst.name.clone(),
-                    volumes: inst
-                        .volumes
-                        .iter()
-                        .map(|v| VolumeSpec {
-                            instance_id: inst.id.clone(),
-                            project_id: plan.project_id.clone(),
-                            name: crate::plan::volume_name(&v.name, &inst.id),
-                            region: inst.region.clone(),
-                            size_gigabytes: v.size_gb,
-                            filesystem_type: v.filesystem_type.clone(),
-                        })
-                        .collect(),
-                }
-            })
-            .collect(),
-    }
-}
-
-/// The mount point the owner asked for the volume the provider knows as `provider_name`.
-fn mount_point(inst: &Inst, provider_name: &str) -> String {
-    inst.volumes
-        .iter()
-        .find(|v| crate::plan::volume_name(&v.name, &inst.id) == provider_name)
-        .map(|v: &Vol| v.mount_point.clone())
-        .unwrap_or_default()
-}
-
-/// One machine's state from a project-wide poll: only what the workflow acts on.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub(crate) struct Seen {
-    pub provider_ref: String,
-    pub public_ip: Option<String>,
-}
-
-/// One list call (paginated) for the whole project; returns the running machines among `refs`.
-pub(crate) async fn poll_project(
-    app: Arc<App>,
-    project_id: String,
-    refs: Vec<String>,
-) -> HandlerResult<Json<Vec<Seen>>> {
-    let machines = app
-        .provider
-        .list_project(&project_id)
-        .await
-        .map_err(provider_err)?;
-    let wanted: std::collections::HashSet<String> = refs.into_iter().collect();
+/// One list call (paginated) of the machines carrying `tag`.
+pub(crate) async fn poll(app: Arc<App>, tag: String) -> HandlerResult<Json<Vec<Seen>>> {
+    let machines = app.provider.list_tagged(&tag).await.map_err(provider_err)?;
     Ok(Json(
         machines
             .into_iter()
-            .filter(|m| m.is_running() && wanted.contains(&m.provider_ref))
             .map(|m| Seen {
-                provider_ref: m.provider_ref,
+                running: m.is_running(),
                 public_ip: m.public_ip,
+                provider_ref: m.provider_ref,
             })
             .collect(),
     ))
 }
 
-pub(crate) fn provider_err(e: talis_provider::Error) -> HandlerError {
-    if e.is_retryable() {
-        HandlerError::from(e)
-    } else {
-        TerminalError::new_with_code(502, e.to_string()).into()
-    }
-}
-
 /// Destroys the machines (by name in the project) and volumes (by instance tag) of the given
-/// instances; Ok for what is already gone.
+/// instance keys; Ok for what is already gone.
 pub(crate) async fn destroy(
     app: Arc<App>,
-    project_id: String,
-    instance_ids: Vec<String>,
+    project_key: String,
+    instance_keys: Vec<String>,
 ) -> HandlerResult<()> {
+    if instance_keys.is_empty() {
+        return Ok(());
+    }
     app.provider
-        .delete_machines(&project_id, &instance_ids)
+        .delete_machines(&project_key, &instance_keys)
         .await
         .map_err(provider_err)?;
     app.provider
-        .delete_volumes(&instance_ids)
+        .delete_volumes(&instance_keys)
         .await
         .map_err(provider_err)
 }
 
-/// Destroys everything tagged for the project; returns how many machines are still listed
-/// (deletion is asynchronous at the provider; the workflow polls until 0).
-pub(crate) async fn destroy_project(
-    app: Arc<App>,
-    project_id: String,
-    instance_ids: Vec<String>,
-) -> HandlerResult<u64> {
+/// Destroys everything tagged for the project (machines and volumes); returns how many machines
+/// are still listed (deletion is asynchronous at the provider; the workflow polls until 0).
+pub(crate) async fn destroy_project(app: Arc<App>, project_key: String) -> HandlerResult<u64> {
     app.provider
-        .delete_project(&project_id)
-        .await
-        .map_err(provider_err)?;
-    app.provider
-        .delete_volumes(&instance_ids)
+        .delete_project(&project_key)
         .await
         .map_err(provider_err)?;
     let left = app
         .provider
-        .list_project(&project_id)
+        .list_project(&project_key)
         .await
         .map_err(provider_err)?;
     Ok(left.len() as u64)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn claim_answer_becomes_a_compact_plan() {
-        let v = serde_json::json!({
-            "claimed": true,
-            "task": {"ID": 7, "owner_id": 1, "project_id": 3, "action": "create_instances",
-                     "status": "running", "priority": 1, "attempts": 1, "instance_count": 1,
-                     "logs": "", "error": "", "result": null, "created_at": "", "updated_at": "",
-                     "dispatched_at": null, "finished_at": null, "invocation_id": "inv_1"},
-            "project": {"ID": 3, "owner_id": 1, "name": "demo", "description": "", "config": "",
-                        "status": "active", "created_at": "", "updated_at": ""},
-            "requests": [{
-                "provider_id": "do", "region": "nyc3", "size": "s-1vcpu-1gb",
-                "image": "ubuntu-24-04-x64", "tags": ["env=prod"],
-                "ssh_keys": [{"name": "me", "public_key": "ssh-ed25519 AAAA me"}],
-                "volumes": [{"name": "data", "size_gb": 10, "region": "", "filesystem": "ext4", "mount_point": "/data"}],
-                "provision": true, "payload": "echo hi", "execute_payload": true
-            }],
-            "instances": [{
-                "ID": 11, "name": "web-1", "status": "pending", "provider_ref": "", "public_ip": "",
-                "request": 0, "phone_home_url": "http://api/v1/phone-home/11?token=abc"
-            }]
-        });
-        let claimed: ClaimedTask = match serde_json::from_value(v) {
-            Ok(c) => c,
-            Err(e) => panic!("the contract's claim answer: {e}"),
-        };
-        let p = plan_from_claim(claimed, "7");
-        assert_eq!(p.project_id, "3");
-        assert!(p.claimed);
-        assert_eq!(p.action, Action::CreateInstances);
-        let i = &p.instances[0];
-        assert_eq!(i.id, "11");
-        assert_eq!(i.status, "pending");
-        assert_eq!(i.ssh_public_keys, vec!["ssh-ed25519 AAAA me"]);
-        assert_eq!(i.volumes[0].size_gb, 10);
-        assert_eq!(i.volumes[0].filesystem_type.as_deref(), Some("ext4"));
-        assert_eq!(i.provider_ref, None);
-        assert_eq!(p.payload(i), Some("echo hi"));
-        assert_eq!(p.payloads.len(), 1);
-        assert!(i.phone_home_url.is_some());
-        assert!(wire_id("task_id", "x").is_err());
-    }
+/// The instances of `ids` known to the API as still possibly having a machine.
+pub(crate) async fn live(
+    app: Arc<App>,
+    ids: Vec<InstanceId>,
+) -> HandlerResult<Json<Vec<InstanceId>>> {
+    let p = talis_api::internal::InstanceLive { instance_ids: ids };
+    app.rpc
+        .call::<m::InstanceLive>(&p)
+        .await
+        .map(|l| Json(l.live))
+        .map_err(rpc_err)
 }

@@ -253,7 +253,8 @@ async fn start_all(
             .variable("internal_secret", &st.internal_secret)
             .variable("restate_ingress_url", &ingress)
             .variable("public_url", &public_url)
-            .variable("restate_ui_url", &admin);
+            .variable("restate_ui_url", &admin)
+            .variable("deployment_id", &st.deployment_id);
     opts.state_dir = Some(dir.join("spin"));
     let h = Service::start(host::spec(&opts, ports::API, logs)).await?;
     stack.push(h);
@@ -305,13 +306,13 @@ async fn ensure_demo_owner(api_url: &str, dir: &Path, st: &mut State) -> Result<
             let user = found.user.expect("checked");
             let key = admin
                 .apikey_create(&ApiKeyCreate {
-                    owner_id: Some(user.id as u64),
+                    owner_id: Some(user.id),
                     name: "cargo xtask up".into(),
                 })
                 .await?;
             Demo {
                 username: user.username,
-                user_id: user.id,
+                user_id: user.id.get(),
                 api_key: key.api_key,
             }
         }
@@ -327,7 +328,7 @@ async fn ensure_demo_owner(api_url: &str, dir: &Path, st: &mut State) -> Result<
                 .context("creating the demo owner")?;
             Demo {
                 username: DEMO_USER.into(),
-                user_id: created.id,
+                user_id: created.id.get(),
                 api_key: created.api_key,
             }
         }

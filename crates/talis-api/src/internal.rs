@@ -117,10 +117,17 @@ pub struct Progress {
     pub task_status: TaskStatus,
     /// Instances of the chunk whose machine is still being made or watched.
     pub waiting: Vec<Watched>,
-    /// Instances of the chunk that failed (their machines are destroyed at the end).
-    pub failed: Vec<InstanceId>,
+    /// Instances of the chunk that failed (their machines are destroyed at the end), with their
+    /// errors (at most 200 characters each).
+    pub failed: Vec<FailedInstance>,
     /// Instances of the chunk by status.
     pub counts: std::collections::BTreeMap<InstanceStatus, u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct FailedInstance {
+    pub id: InstanceId,
+    pub error: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

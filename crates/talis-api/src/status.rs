@@ -142,6 +142,21 @@ impl InstanceStatus {
         !self.needs_machine()
     }
 
+    /// Whether the instance has already gone past `to` on its way up (pending → created →
+    /// provisioning → ready or failed): a late record of an earlier step (e.g. `created`
+    /// recorded again after a phone-home made the instance ready) changes nothing.
+    pub fn is_past(self, to: InstanceStatus) -> bool {
+        use InstanceStatus::*;
+        let rank = |s: InstanceStatus| match s {
+            Unknown | Pending => Some(0),
+            Created => Some(1),
+            Provisioning => Some(2),
+            Ready | Failed => Some(3),
+            Terminating | Terminated => None,
+        };
+        matches!((rank(self), rank(to)), (Some(a), Some(b)) if a > b)
+    }
+
     /// Checks `self → to`. The same status again is a legal no-op (internal calls are retried).
     pub fn transition(self, to: InstanceStatus) -> Result<(), IllegalTransition> {
         use InstanceStatus::*;

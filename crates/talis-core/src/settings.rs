@@ -13,6 +13,11 @@ pub const PUBLIC_URL: &str = "public_url";
 /// `http://127.0.0.1:9070`. Empty: tasks carry no UI link.
 pub const RESTATE_UI_URL: &str = "restate_ui_url";
 
+/// This deployment's identity (1 to 32 lowercase letters, digits and '-'): every provider
+/// resource the workflows make for it carries it in its tags, so deployments sharing a cloud
+/// account never touch each other's machines. `cargo xtask up` generates one.
+pub const DEPLOYMENT_ID: &str = "deployment_id";
+
 /// All variables, in the order `spin.toml` declares them.
 pub const ALL: &[&str] = &[
     ADMIN_API_KEY,
@@ -20,4 +25,5 @@ pub const ALL: &[&str] = &[
     RESTATE_INGRESS_URL,
     PUBLIC_URL,
     RESTATE_UI_URL,
+    DEPLOYMENT_ID,
 ];

@@ -65,7 +65,7 @@ pub trait Provider: Send + Sync {
     /// machine). Ok for those that have none.
     async fn delete_machines(&self, project_id: &str, instance_ids: &[String]) -> Result<()>;
 
-    /// Destroys every machine of a project (by tag). Ok if there are none.
+    /// Destroys every machine and volume of a project (by tag). Ok if there are none.
     async fn delete_project(&self, project_id: &str) -> Result<()>;
 
     /// Ensures a volume (by name in its region); created tagged with its instance.

@@ -74,6 +74,7 @@ fn settings() -> Settings {
             restate_ui_url: variable(settings::RESTATE_UI_URL)
                 .trim_end_matches('/')
                 .to_owned(),
+            deployment: variable(settings::DEPLOYMENT_ID),
         },
         restate_ingress_url: variable(settings::RESTATE_INGRESS_URL)
             .trim_end_matches('/')
@@ -141,11 +142,7 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     let settings = settings();
     let db = Db::default();
 
-    // Phone-home is answered only after forwarding, so the caller can retry on failure.
-    let reply = match routes::phone_home_target(&req) {
-        Some(target) => trigger::phone_home(&settings, &db, &req, target).await,
-        None => routes::handle(&settings, &db, &req),
-    };
+    let reply = routes::handle(&settings, &db, &req);
     let After { dispatch, cancel } = reply.after;
     let mut headers = vec![("content-type".to_owned(), b"application/json".to_vec())];
     headers.extend(reply.headers.into_iter().map(|(k, v)| (k, v.into_bytes())));
@@ -153,7 +150,7 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     let _ = response.set_status_code(reply.status);
     // The answer goes out first: the trigger must never delay or fail a committed call.
     let _ = out.set_with_body(response, reply.body).await;
-    trigger::cancel(&settings, cancel).await;
+    trigger::cancel(&settings, &db, cancel).await;
     trigger::dispatch_and_sweep(&settings, &db, dispatch).await;
 }
 

@@ -6,10 +6,12 @@
 
 use serde_json::Value as Json;
 use spin_sdk::http::Method;
+use talis_api::internal::PhoneHomeBody;
 use talis_api::methods::{self, Method as _, public as m};
 use talis_api::rules::MAX_BODY_BYTES;
-use talis_api::{Health, RouteError, RpcRequest, RpcResponse, Slug};
+use talis_api::{Health, InstanceId, RouteError, RpcRequest, RpcResponse, Slug, TaskId};
 use talis_core::auth::Caller;
+use talis_core::service::PhoneHomeToken;
 use talis_core::{Error, Outcome};
 
 use crate::{After, Db, Reply, Req, Settings, with_service};
@@ -26,7 +28,9 @@ pub(crate) enum Route<'a> {
     /// `POST /internal/v1/<method>`: the workflows' methods.
     Internal(&'static str),
     /// `/api/v1/instances` (GET, POST, DELETE) and `/api/v1/admin/instances` (GET).
-    Instances { admin: bool },
+    Instances {
+        admin: bool,
+    },
     /// `/api/v1[/admin]/instances/all-metadata`.
     AllMetadata,
     PublicIps,
@@ -48,9 +52,8 @@ impl<'a> Route<'a> {
             ["internal", "v1", name] => Route::Internal(methods::internal(name)?.name),
             ["api", "v1", "instances"] => Route::Instances { admin: false },
             ["api", "v1", "admin", "instances"] => Route::Instances { admin: true },
-            ["api", "v1", "instances", "all-metadata"] | ["api", "v1", "admin", "instances", "all-metadata"] => {
-                Route::AllMetadata
-            }
+            ["api", "v1", "instances", "all-metadata"]
+            | ["api", "v1", "admin", "instances", "all-metadata"] => Route::AllMetadata,
             ["api", "v1", "instances", "public-ips"] => Route::PublicIps,
             ["api", "v1", "instances", id] => Route::Instance(id),
             ["api", "v1", "instances", id, "tasks"] => Route::InstanceTasks(id),
@@ -61,11 +64,15 @@ impl<'a> Route<'a> {
     /// The methods this route answers.
     pub(crate) fn allowed(&self) -> &'static [Method] {
         match self {
-            Route::Health | Route::OpenApi | Route::AllMetadata | Route::PublicIps => &[Method::Get],
+            Route::Health | Route::OpenApi | Route::AllMetadata | Route::PublicIps => {
+                &[Method::Get]
+            }
             Route::Instance(_) | Route::InstanceTasks(_) => &[Method::Get],
             Route::Instances { admin: true } => &[Method::Get],
             Route::Instances { admin: false } => &[Method::Get, Method::Post, Method::Delete],
-            Route::Envelope | Route::Typed(_) | Route::Internal(_) | Route::PhoneHome(_) => &[Method::Post],
+            Route::Envelope | Route::Typed(_) | Route::Internal(_) | Route::PhoneHome(_) => {
+                &[Method::Post]
+            }
         }
     }
 }
@@ -86,7 +93,12 @@ fn method_name(m: &Method) -> &'static str {
 }
 
 fn json_reply(status: u16, body: &impl serde::Serialize, after: After) -> Reply {
-    Reply { status, headers: Vec::new(), body: serde_json::to_vec(body).unwrap_or_default(), after }
+    Reply {
+        status,
+        headers: Vec::new(),
+        body: serde_json::to_vec(body).unwrap_or_default(),
+        after,
+    }
 }
 
 fn route_error(status: u16, error: String) -> Reply {
@@ -94,7 +106,10 @@ fn route_error(status: u16, error: String) -> Reply {
 }
 
 fn after(o: &mut Outcome) -> After {
-    After { dispatch: std::mem::take(&mut o.dispatch), cancel: std::mem::take(&mut o.cancel) }
+    After {
+        dispatch: std::mem::take(&mut o.dispatch),
+        cancel: std::mem::take(&mut o.cancel),
+    }
 }
 
 fn envelope(result: Result<Outcome, Error>, id: Option<Json>) -> Reply {
@@ -103,11 +118,19 @@ fn envelope(result: Result<Outcome, Error>, id: Option<Json>) -> Reply {
             let after = after(&mut o);
             json_reply(200, &RpcResponse::ok(o.data, id), after)
         }
-        Err(e) => {
-            let r = RpcResponse::err(e.to_wire(), id);
-            json_reply(r.status(), &r, After::default())
-        }
+        Err(e) => error_reply(e, id),
     }
+}
+
+/// An error as the envelope, with `Retry-After` when it asks to be retried.
+fn error_reply(e: Error, id: Option<Json>) -> Reply {
+    let retry_after = e.retry_after();
+    let r = RpcResponse::err(e.to_wire(), id);
+    let mut reply = json_reply(r.status(), &r, After::default());
+    if let Some(secs) = retry_after {
+        reply.headers.push(("retry-after".into(), secs.to_string()));
+    }
+    reply
 }
 
 /// The original REST style: the slug envelope.
@@ -115,7 +138,11 @@ fn slug(result: Result<Outcome, Error>, ok_status: u16, pick: impl FnOnce(Json) 
     match result {
         Ok(mut o) => {
             let after = after(&mut o);
-            json_reply(ok_status, &Slug::ok(pick(o.data.unwrap_or(Json::Null))), after)
+            json_reply(
+                ok_status,
+                &Slug::ok(pick(o.data.unwrap_or(Json::Null))),
+                after,
+            )
         }
         Err(e) => json_reply(e.status(), &Slug::err(&e.to_wire()), After::default()),
     }
@@ -137,14 +164,18 @@ pub(crate) fn parse_body(req: &Req) -> Result<Json, Error> {
     if req.body.iter().all(u8::is_ascii_whitespace) {
         return Err(Error::invalid("body", "is required: a JSON document"));
     }
-    serde_json::from_slice(&req.body).map_err(|e| Error::BadRequest(format!("Invalid request format: {e}")))
+    serde_json::from_slice(&req.body)
+        .map_err(|e| Error::BadRequest(format!("Invalid request format: {e}")))
 }
 
 /// The presented API key: `Authorization: Bearer`, or the `apikey` / `X-API-Key` headers that
 /// the original's gateway and Go client use.
 fn api_key(req: &Req) -> Option<&str> {
     req.header("authorization")
-        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
         .or_else(|| req.header("apikey"))
         .or_else(|| req.header("x-api-key"))
 }
@@ -166,22 +197,41 @@ fn call(
 
 pub(crate) fn handle(settings: &Settings, db: &Db, req: &Req) -> Reply {
     let Some(route) = Route::parse(&req.path) else {
-        return route_error(404, format!("Cannot {} {}", method_name(&req.method), req.path));
+        return route_error(
+            404,
+            format!("Cannot {} {}", method_name(&req.method), req.path),
+        );
     };
     if !route.allowed().contains(&req.method) {
         let allow: Vec<&str> = route.allowed().iter().map(method_name).collect();
-        let mut r = route_error(405, format!("{} is not allowed on {}", method_name(&req.method), req.path));
+        let mut r = route_error(
+            405,
+            format!(
+                "{} is not allowed on {}",
+                method_name(&req.method),
+                req.path
+            ),
+        );
         r.headers.push(("allow".into(), allow.join(", ")));
         return r;
     }
     match route {
-        Route::Health => json_reply(200, &Health { status: "healthy".into() }, After::default()),
+        Route::Health => json_reply(
+            200,
+            &Health {
+                status: "healthy".into(),
+            },
+            After::default(),
+        ),
         Route::OpenApi => json_reply(200, &talis_api::openapi::document(), After::default()),
         Route::Envelope => rpc_envelope(settings, db, req),
         Route::Typed(name) => envelope(call(settings, db, req, name, || parse_body(req)), None),
         Route::Internal(name) => {
             let result = with_service(settings, db, |svc| {
-                svc.verify_internal(req.header("authorization").and_then(|h| h.strip_prefix("Bearer ")))?;
+                svc.verify_internal(
+                    req.header("authorization")
+                        .and_then(|h| h.strip_prefix("Bearer ")),
+                )?;
                 svc.call_internal(name, parse_body(req)?)
             });
             envelope(result, None)
@@ -194,17 +244,25 @@ pub(crate) fn handle(settings: &Settings, db: &Db, req: &Req) -> Reply {
                     other => other,
                 })
             });
-            slug(result, 201, |d| d.get("instances").cloned().unwrap_or(Json::Null))
+            slug(result, 201, |d| {
+                d.get("instances").cloned().unwrap_or(Json::Null)
+            })
         }
-        Route::Instances { .. } if req.method == Method::Delete => {
-            slug(call(settings, db, req, m::InstanceTerminate::NAME, || parse_body(req)), 200, |d| d)
-        }
+        Route::Instances { .. } if req.method == Method::Delete => slug(
+            call(settings, db, req, m::InstanceTerminate::NAME, || {
+                parse_body(req)
+            }),
+            200,
+            |d| d,
+        ),
         Route::Instances { .. } | Route::AllMetadata => {
-            bare(call(settings, db, req, m::InstanceList::NAME, || query::<talis_api::InstanceList>(&req.query)))
+            bare(call(settings, db, req, m::InstanceList::NAME, || {
+                query::<talis_api::InstanceList>(&req.query)
+            }))
         }
-        Route::PublicIps => {
-            bare(call(settings, db, req, m::InstancePublicIps::NAME, || query::<talis_api::InstanceList>(&req.query)))
-        }
+        Route::PublicIps => bare(call(settings, db, req, m::InstancePublicIps::NAME, || {
+            query::<talis_api::InstanceList>(&req.query)
+        })),
         Route::Instance(id) => bare(call(settings, db, req, m::InstanceGet::NAME, || {
             path_id("id", id).map(|id| serde_json::json!({ "id": id }))
         })),
@@ -213,14 +271,54 @@ pub(crate) fn handle(settings: &Settings, db: &Db, req: &Req) -> Reply {
                 let id = path_id("id", id)?;
                 // The instance comes from the path, whatever the query says.
                 let mut q = form_urlencoded::Serializer::new(String::new());
-                q.extend_pairs(form_urlencoded::parse(req.query.as_bytes()).filter(|(k, _)| k != "instance_id"));
+                q.extend_pairs(
+                    form_urlencoded::parse(req.query.as_bytes())
+                        .filter(|(k, _)| k != "instance_id"),
+                );
                 q.append_pair("instance_id", &id.to_string());
                 query::<talis_api::TaskListByInstance>(&q.finish())
             });
             slug(result, 200, |d| d)
         }
-        // Answered by `trigger::phone_home` (it forwards before answering).
-        Route::PhoneHome(_) => route_error(500, "phone-home is routed elsewhere".into()),
+        Route::PhoneHome(instance) => phone_home(settings, db, req, instance),
+    }
+}
+
+/// A machine's report: checked and applied by the service (no key; the URL's token is the
+/// credential).
+fn phone_home(settings: &Settings, db: &Db, req: &Req, instance: &str) -> Reply {
+    let query: std::collections::HashMap<_, _> =
+        form_urlencoded::parse(req.query.as_bytes()).collect();
+    let number = |k: &str| query.get(k).and_then(|v| v.parse::<i64>().ok());
+    let result = (|| {
+        let instance = InstanceId::new(path_id("id", instance)?).ok_or(Error::Unauthorized)?;
+        let (Some(task), Some(expires), Some(token)) = (
+            number("task").and_then(TaskId::new),
+            number("exp"),
+            query.get("token"),
+        ) else {
+            return Err(Error::Unauthorized);
+        };
+        let body = talis_api::decode::decode::<PhoneHomeBody>(parse_body(req)?)?;
+        with_service(settings, db, |svc| {
+            svc.phone_home(
+                instance,
+                PhoneHomeToken {
+                    task,
+                    expires,
+                    token,
+                },
+                body,
+            )
+        })
+    })();
+    match result {
+        Ok(applied) => json_reply(
+            202,
+            &Slug::ok(serde_json::to_value(applied).unwrap_or_default()),
+            After::default(),
+        ),
+        Err(e) => error_reply(e, None),
     }
 }
 
@@ -235,10 +333,15 @@ fn path_id(field: &str, s: &str) -> Result<i64, Error> {
 /// A REST route's query string, decoded with the types of the params it stands for (so `limit`
 /// is a number and `project_name=007` stays a name), as the params object of its method.
 fn query<T: serde::de::DeserializeOwned + serde::Serialize>(query: &str) -> Result<Json, Error> {
-    let typed: T = serde_path_to_error::deserialize(serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes())))
+    let typed: T = serde_path_to_error::deserialize(serde_urlencoded::Deserializer::new(
+        form_urlencoded::parse(query.as_bytes()),
+    ))
     .map_err(|e| {
         let field = e.path().to_string();
-        Error::invalid(if field == "." { "query".into() } else { field }, e.into_inner().to_string())
+        Error::invalid(
+            if field == "." { "query".into() } else { field },
+            e.into_inner().to_string(),
+        )
     })?;
     serde_json::to_value(typed).map_err(|e| Error::Db(e.to_string()))
 }
@@ -250,7 +353,10 @@ fn rpc_envelope(settings: &Settings, db: &Db, req: &Req) -> Reply {
         let env: RpcRequest = serde_json::from_value(parse_body(req)?)
             .map_err(|e| Error::BadRequest(format!("Invalid request format: {e}")))?;
         id = env.id.filter(|i| !i.is_null());
-        if id.as_ref().is_some_and(|i| !(i.is_string() || i.is_number())) {
+        if id
+            .as_ref()
+            .is_some_and(|i| !(i.is_string() || i.is_number()))
+        {
             id = None;
             return Err(Error::invalid("id", "must be a string or a number"));
         }
@@ -260,19 +366,4 @@ fn rpc_envelope(settings: &Settings, db: &Db, req: &Req) -> Reply {
         svc.call(&caller, &env.method, env.params)
     });
     envelope(result, id)
-}
-
-/// `POST /v1/phone-home/{instance_id}?token=…` → (instance id, token).
-pub(crate) fn phone_home_target(req: &Req) -> Option<(&str, String)> {
-    let Some(Route::PhoneHome(id)) = Route::parse(&req.path) else {
-        return None;
-    };
-    if req.method != Method::Post {
-        return None;
-    }
-    let token = form_urlencoded::parse(req.query.as_bytes())
-        .find(|(k, _)| k == "token")
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default();
-    Some((id, token))
 }

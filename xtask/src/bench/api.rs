@@ -226,7 +226,7 @@ fn native_call(
     pool.idle.lock().expect("pool").push(conn);
     let resp = match result {
         Ok(o) => RpcResponse::ok(o.data, None),
-        Err(e) => RpcResponse::err(&e, None),
+        Err(e) => RpcResponse::err(e.to_wire(), None),
     };
     (resp.status(), serde_json::to_vec(&resp).unwrap_or_default())
 }

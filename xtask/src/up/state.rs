@@ -12,6 +12,9 @@ pub struct State {
     pub admin_api_key: String,
     /// The app's `internal_secret` variable, shared with the workflows.
     pub internal_secret: String,
+    /// The app's `deployment_id` variable: this stack's identity in provider tags.
+    #[serde(default = "deployment_id")]
+    pub deployment_id: String,
     /// The demo owner created on first start, and its API key.
     #[serde(default)]
     pub demo: Option<Demo>,
@@ -31,6 +34,11 @@ pub fn dir() -> PathBuf {
 
 fn file(dir: &Path) -> PathBuf {
     dir.join("state.json")
+}
+
+/// A new deployment id: `dev-` and 8 random hex digits.
+pub fn deployment_id() -> String {
+    format!("dev-{}", &secret()[..8])
 }
 
 /// 32 random bytes as hex, from the OS generator.
@@ -59,6 +67,7 @@ impl State {
                 let s = State {
                     admin_api_key: secret(),
                     internal_secret: secret(),
+                    deployment_id: deployment_id(),
                     demo: None,
                 };
                 s.save(dir)?;

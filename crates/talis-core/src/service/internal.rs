@@ -6,10 +6,10 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use talis_api::decode::Valid;
 use talis_api::internal::{
     ChunkPlan, ChunkRange, ClaimedInstance, ClaimedRequest, ClaimedTask, Deployment, DeploymentGet,
-    EventRecorded, InstanceLive, InstanceTransition, InstanceTransitionBatch, LiveInstances,
-    Progress, Refusal, TaskChunk, TaskClaim, TaskEventRecord, TaskFinish, TaskInstanceTransition,
-    TaskProgress, TaskTransitionAll, TransitionResult, TransitionsApplied, TransitionsCounted,
-    Watched,
+    EventRecorded, FailedInstance, InstanceLive, InstanceTransition, InstanceTransitionBatch,
+    LiveInstances, Progress, Refusal, TaskChunk, TaskClaim, TaskEventRecord, TaskFinish,
+    TaskInstanceTransition, TaskProgress, TaskTransitionAll, TransitionResult, TransitionsApplied,
+    TransitionsCounted, Watched,
 };
 use talis_api::{
     Instance, InstanceId, InstanceStatus, Project, ProjectId, Provider, SshPublicKey, Task,
@@ -97,7 +97,7 @@ impl Service<'_> {
     pub(super) fn task_progress(&self, p: Valid<TaskProgress>) -> Result<Progress> {
         let task = self.task_scoped(None, p.task_id)?;
         let rows = self.q(
-            "SELECT i.id, i.status, i.provider_ref FROM task_instances x JOIN instances i ON i.id = x.instance_id \
+            "SELECT i.id, i.status, i.provider_ref, substr(i.error, 1, 200) FROM task_instances x JOIN instances i ON i.id = x.instance_id \
              WHERE x.task_id = ? AND x.instance_id > ? AND x.instance_id <= ? ORDER BY i.id",
             &[task.id.into(), p.range.after.map_or(0, InstanceId::get).into(), p.range.through.into()],
         )?;
@@ -118,7 +118,10 @@ impl Service<'_> {
                     provider_ref: r.text(2),
                 });
             } else if status == InstanceStatus::Failed {
-                progress.failed.push(id);
+                progress.failed.push(FailedInstance {
+                    id,
+                    error: r.text(3),
+                });
             }
         }
         Ok(progress)
@@ -335,6 +338,9 @@ impl Service<'_> {
             return Err(Error::NotFound("instance of this task"));
         }
         let current = self.instance_scoped(None, p.instance_id)?;
+        if current.status.is_past(p.status) {
+            return Ok(current);
+        }
         current.status.transition(p.status)?;
         // A finished task must not move machines any more (e.g. terminated by its owner);
         // replays of what it already recorded stay harmless no-ops, and a task terminated by

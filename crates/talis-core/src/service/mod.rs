@@ -8,6 +8,8 @@ mod create;
 mod instances;
 mod internal;
 mod phone_home;
+
+pub use phone_home::{PhoneHomeApplied, PhoneHomeToken};
 mod projects;
 mod tasks;
 
@@ -174,6 +176,30 @@ impl<'a> Service<'a> {
             .iter()
             .map(|r| TaskId::from_db(db::RowExt::int(r.as_slice(), 0)))
             .collect())
+    }
+
+    /// Terminated tasks whose workflow has not yet taken its cancel, asked for at least
+    /// `min_age_secs` ago (the call that terminated them sends it first).
+    pub fn cancels_pending(&self, min_age_secs: i64, limit: i64) -> Result<Vec<TaskId>> {
+        let before = crate::timestamp(chrono::Utc::now() - chrono::Duration::seconds(min_age_secs));
+        let rows = self.q(
+            "SELECT id FROM tasks WHERE cancel_requested_at IS NOT NULL AND cancel_requested_at <= ? \
+             ORDER BY cancel_requested_at LIMIT ?",
+            &[before.into(), limit.into()],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| TaskId::from_db(db::RowExt::int(r.as_slice(), 0)))
+            .collect())
+    }
+
+    /// Records that the workflow engine took a task's cancel.
+    pub fn cancel_delivered(&self, task: TaskId) -> Result<()> {
+        self.q(
+            "UPDATE tasks SET cancel_requested_at = NULL WHERE id = ?",
+            &[task.into()],
+        )?;
+        Ok(())
     }
 
     /// Records that the workflow engine accepted a task's trigger.

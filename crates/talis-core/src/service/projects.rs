@@ -1,5 +1,6 @@
 //! Project methods: create (with its instances, one transaction), read, list, delete.
 
+use talis_api::TaskStatus;
 use talis_api::decode::Valid;
 use talis_api::methods::{Method, public as m};
 use talis_api::{
@@ -137,17 +138,24 @@ impl Service<'_> {
                 self.set_project_status(&project, ProjectStatus::Deleted, &ts)?;
                 return Ok(TaskQueued::default());
             }
-            // Creations still running would make machines behind the delete's back: their
-            // workflows are told to stop and destroy what they made.
+            // Creations still going would make machines behind the delete's back: they end
+            // `terminated` in this transaction, and their workflows are told to stop and destroy
+            // what they made.
             let creating: Vec<TaskId> = self
                 .q(
                     "SELECT id FROM tasks WHERE project_id = ? AND action = ? AND status IN ('pending', 'running') ORDER BY id",
-                    &[project.id.get().into(), TaskAction::CreateInstances.as_str().into()],
+                    &[project.id.into(), TaskAction::CreateInstances.as_str().into()],
                 )?
                 .iter()
                 .map(|r| TaskId::from_db(r.int(0)))
                 .collect();
-            self.cancel_after_commit(creating);
+            for &t in &creating {
+                let task = self.task_scoped(None, t)?;
+                self.set_task_status(&task, TaskStatus::Terminated, None, Some("the project is being deleted"))?;
+                if task.status == TaskStatus::Running {
+                    self.cancel_after_commit([t]);
+                }
+            }
             let task_id = self.cover(owner, &project, TaskAction::DeleteProject, &live, &ts)?;
             self.set_project_status(&project, ProjectStatus::Deleting, &ts)?;
             Ok(TaskQueued { task_id: Some(task_id), instance_ids: live })

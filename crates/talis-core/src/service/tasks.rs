@@ -86,7 +86,9 @@ impl Service<'_> {
         self.tx(|| {
             let task = self.task_scoped(scope, p.task_id)?;
             self.set_task_status(&task, TaskStatus::Terminated, None, None)?;
-            self.cancel_after_commit([task.id]);
+            if task.status == TaskStatus::Running {
+                self.cancel_after_commit([task.id]);
+            }
             self.task_scoped(scope, p.task_id)
         })
     }
@@ -120,13 +122,19 @@ impl Service<'_> {
         }
         let ts = now();
         let finished = to.is_terminal().then_some(ts.as_str());
+        // A running workflow must hear that its task was stopped; the cancel is delivered after
+        // commit and sent again by the sweep until the workflow engine has taken it.
+        let cancel = (to == TaskStatus::Terminated && task.status == TaskStatus::Running)
+            .then_some(ts.as_str());
         self.q(
             "UPDATE tasks SET status = ?, updated_at = ?, finished_at = COALESCE(?, finished_at), \
+             cancel_requested_at = COALESCE(?, cancel_requested_at), \
              result = COALESCE(?, result), error = COALESCE(?, error) WHERE id = ?",
             &[
                 to.as_str().into(),
                 (&ts).into(),
                 finished.into(),
+                cancel.into(),
                 result.map(|r| r.to_string()).into(),
                 error.into(),
                 task.id.get().into(),

@@ -306,6 +306,35 @@ impl DigitalOcean {
         Ok(out)
     }
 
+    /// Detaches (if needed) and deletes every volume `doomed` picks (one look-up).
+    async fn delete_volumes_where(
+        &self,
+        what: &str,
+        doomed: impl Fn(&api::Volume) -> bool,
+    ) -> Result<()> {
+        self.with_ensure_retries(what, || async {
+            let doomed: Vec<api::Volume> = self
+                .list_volumes(None, None)
+                .await?
+                .into_iter()
+                .filter(|v| doomed(v))
+                .collect();
+            let results: Vec<Result<()>> = stream::iter(doomed)
+                .map(|v| async move {
+                    for d in &v.droplet_ids {
+                        self.volume_action(&v.id, "detach", *d, &v.region.slug)
+                            .await?;
+                    }
+                    self.delete_volume(&v.id).await
+                })
+                .buffer_unordered(ROUND_FAN_OUT)
+                .collect()
+                .await;
+            results.into_iter().collect()
+        })
+        .await
+    }
+
     async fn try_ensure_volume(&self, spec: &VolumeSpec) -> Result<Volume> {
         let existing = self
             .list_volumes(Some(&spec.name), Some(&spec.region))
@@ -386,7 +415,9 @@ impl Provider for DigitalOcean {
     }
 
     async fn delete_project(&self, project_id: &str) -> Result<()> {
-        self.delete_droplets_by_tag(&tags::project(project_id))
+        let tag = tags::project(project_id);
+        self.delete_droplets_by_tag(&tag).await?;
+        self.delete_volumes_where("delete project volumes", |v| v.tags.contains(&tag))
             .await
     }
 
@@ -420,25 +451,8 @@ impl Provider for DigitalOcean {
             return Ok(());
         }
         let itags: HashSet<String> = instance_ids.iter().map(|i| tags::instance(i)).collect();
-        self.with_ensure_retries("delete volumes", || async {
-            let doomed: Vec<api::Volume> = self
-                .list_volumes(None, None)
-                .await?
-                .into_iter()
-                .filter(|v| v.tags.iter().any(|t| itags.contains(t)))
-                .collect();
-            let results: Vec<Result<()>> = stream::iter(doomed)
-                .map(|v| async move {
-                    for d in &v.droplet_ids {
-                        self.volume_action(&v.id, "detach", *d, &v.region.slug)
-                            .await?;
-                    }
-                    self.delete_volume(&v.id).await
-                })
-                .buffer_unordered(ROUND_FAN_OUT)
-                .collect()
-                .await;
-            results.into_iter().collect()
+        self.delete_volumes_where("delete volumes", |v| {
+            v.tags.iter().any(|t| itags.contains(t))
         })
         .await
     }
