@@ -183,17 +183,10 @@ impl Plan {
 
     /// The mounts of an instance's volumes (those with a mount point), in request order.
     pub fn mounts(&self, i: usize) -> Vec<Mount> {
-        let key = self.at.keys.instance(self.instances[i].id);
-        self.spec(i)
-            .volumes
-            .iter()
-            .filter(|v| !v.mount_point.is_empty())
-            .map(|v| Mount {
-                volume: cloudinit::volume_name(&v.name, &key),
-                filesystem: v.filesystem.as_str().map(str::to_owned),
-                mount_point: v.mount_point.clone(),
-            })
-            .collect()
+        cloudinit::mounts(
+            &self.spec(i).volumes,
+            &self.at.keys.instance(self.instances[i].id),
+        )
     }
 
     /// The script of a batch. One script serves the whole batch (a multi-create shares its

@@ -16,6 +16,20 @@ pub struct Mount {
     pub mount_point: String,
 }
 
+/// The mounts of an instance's volumes (those with a mount point), in request order;
+/// `instance_key` is the instance's provider key (it names the volumes).
+pub fn mounts(volumes: &[crate::VolumeConfig], instance_key: &str) -> Vec<Mount> {
+    volumes
+        .iter()
+        .filter(|v| !v.mount_point.is_empty())
+        .map(|v| Mount {
+            volume: volume_name(&v.name, instance_key),
+            filesystem: v.filesystem.as_str().map(str::to_owned),
+            mount_point: v.mount_point.clone(),
+        })
+        .collect()
+}
+
 /// The provider's name of an instance's volume: unique per region (DigitalOcean's idempotency
 /// key), so the instance id is part of it; lowercase letters, digits and '-', starting with a
 /// letter, at most 64 characters.
@@ -136,11 +150,13 @@ pub fn user_data(
 pub fn worst_case_len(
     payload: &str,
     ssh_public_keys: &[String],
-    mounts: &[Mount],
+    volumes: &[crate::VolumeConfig],
+    deployment: &str,
     public_url: &str,
 ) -> usize {
     let url = crate::phone_home::url(public_url, i64::MAX, i64::MAX, i64::MAX, &"f".repeat(64));
-    user_data(Some(payload), ssh_public_keys, Some(&url), mounts).len()
+    let mounts = mounts(volumes, &format!("{deployment}-{}", i64::MAX));
+    user_data(Some(payload), ssh_public_keys, Some(&url), &mounts).len()
 }
 
 /// Whether a script of `len` bytes fits the user data the provider accepts.
@@ -255,22 +271,32 @@ mod tests {
 
     #[test]
     fn the_largest_request_fits() {
-        let mounts: Vec<Mount> = (0..crate::rules::MAX_VOLUMES)
-            .map(|i| Mount {
-                volume: volume_name(&"v".repeat(64), &format!("{}-{i}", i64::MAX)),
-                filesystem: Some("ext4".into()),
+        let volumes: Vec<crate::VolumeConfig> = (0..crate::rules::MAX_VOLUMES)
+            .map(|i| crate::VolumeConfig {
+                name: format!("{i}{}", "v".repeat(63)),
+                size_gb: 1,
+                filesystem: crate::Filesystem::Ext4,
                 mount_point: format!("/{}", "m".repeat(crate::rules::MAX_MOUNT_POINT - 1)),
+                ..Default::default()
             })
             .collect();
         let payload = "x".repeat(crate::rules::MAX_PAYLOAD_BYTES);
+        let dep = "d".repeat(32);
         let len = worst_case_len(
             &payload,
             &[],
-            &mounts,
+            &volumes,
+            &dep,
             &format!("https://{}", "h".repeat(200)),
         );
         assert!(fits(len), "{len}");
         let key = format!("ssh-rsa {} k", "A".repeat(crate::rules::MAX_SSH_KEY - 12));
-        assert!(!fits(worst_case_len(&payload, &[key], &mounts, "http://x")));
+        assert!(!fits(worst_case_len(
+            &payload,
+            &[key],
+            &volumes,
+            &dep,
+            "http://x"
+        )));
     }
 }

@@ -19,6 +19,7 @@
 pub mod cloudinit;
 pub mod decode;
 pub mod envelope;
+pub mod events;
 pub mod fields;
 pub mod ids;
 pub mod internal;
@@ -31,6 +32,7 @@ pub mod rules;
 pub mod status;
 
 pub use envelope::*;
+pub use events::{Event, EventBody, EventKind, EventList};
 pub use fields::{ProjectConfig, Tag};
 pub use ids::*;
 pub use model::*;

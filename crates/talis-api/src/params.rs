@@ -584,3 +584,64 @@ pub struct PublicIps {
     pub public_ips: Vec<PublicIp>,
     pub pagination: Pagination,
 }
+
+/// What an owner may have at once. Each limit has a deployment-wide default (a Spin variable of
+/// the same name) and may be overridden per owner by an admin (`quota.set`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Quotas {
+    /// Instances not yet terminated (`max_instances_per_owner`, default 10 000).
+    pub max_instances: u32,
+    /// Projects not deleted (`max_projects_per_owner`, default 100).
+    pub max_projects: u32,
+    /// API keys not revoked (`max_api_keys_per_owner`, default 50).
+    pub max_api_keys: u32,
+    /// Stored SSH keys (`max_ssh_keys_per_owner`, default 50).
+    pub max_ssh_keys: u32,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Quotas {
+            max_instances: 10_000,
+            max_projects: 100,
+            max_api_keys: 50,
+            max_ssh_keys: 50,
+        }
+    }
+}
+
+/// `quota.get`: an owner's limits and what it uses (an owner sees its own; an admin anyone's).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema, Validate)]
+pub struct QuotaGet {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[garde(skip)]
+    pub owner_id: Option<OwnerId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct QuotaUsage {
+    pub owner_id: OwnerId,
+    /// The limits in force (the owner's overrides, else the deployment's defaults).
+    pub limits: Quotas,
+    /// What the owner has now, counted the same way.
+    pub used: Quotas,
+}
+
+/// `quota.set` (admin): overrides an owner's limits; a null field goes back to the default.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema, Validate)]
+pub struct QuotaSet {
+    #[garde(skip)]
+    pub owner_id: OwnerId,
+    #[serde(default)]
+    #[garde(range(max = 1_000_000))]
+    pub max_instances: Option<u32>,
+    #[serde(default)]
+    #[garde(range(max = 100_000))]
+    pub max_projects: Option<u32>,
+    #[serde(default)]
+    #[garde(range(max = 10_000))]
+    pub max_api_keys: Option<u32>,
+    #[serde(default)]
+    #[garde(range(max = 10_000))]
+    pub max_ssh_keys: Option<u32>,
+}

@@ -38,6 +38,9 @@ pub const MAX_INSTANCE_IDS: usize = 10_000;
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 1_000;
 pub const MAX_IDEMPOTENCY_KEY: usize = 200;
+/// Shortest admin key or internal secret that authenticates anything (a shorter one counts as
+/// unset, so a placeholder like `CHANGE_ME` opens nothing).
+pub const MIN_SECRET_LEN: usize = 32;
 /// Largest accepted request body (a 10 000-instance create with an inline script fits).
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 

@@ -6,7 +6,7 @@ use crate::{Client, Result};
 
 /// One async method per entry of the public method table, named after it.
 macro_rules! client_methods {
-    ($($(#[doc = $doc:literal])* $m:ident $f:ident $name:literal $access:ident ($p:ty) -> ($r:ty);)*) => {
+    ($($(#[doc = $doc:literal])* $m:ident $f:ident $name:literal $access:ident $mode:ident ($p:ty) -> ($r:ty);)*) => {
         impl Client {
             $(
                 $(#[doc = $doc])*

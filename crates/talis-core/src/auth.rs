@@ -3,15 +3,24 @@
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use talis_api::OwnerId;
+use talis_api::rules::MIN_SECRET_LEN;
+use talis_api::{OwnerId, RowId};
+
+/// Whether a configured secret is long enough to authenticate anything: a shorter one (a
+/// placeholder like `CHANGE_ME`) counts as unset.
+pub fn strong(secret: &str) -> bool {
+    secret.chars().count() >= MIN_SECRET_LEN
+}
 
 use crate::db::{self, RowExt, Sql};
 use crate::{Error, Result};
 
 /// Who is calling, resolved from the presented API key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
     pub owner_id: OwnerId,
+    /// The stored key used (`None`: the bootstrap admin key), for the audit trail.
+    pub key: Option<KeyRef>,
     /// The bootstrap admin key, or a key of a user with role 1: may act for any owner.
     pub admin: bool,
 }
@@ -19,6 +28,7 @@ pub struct Caller {
 impl Caller {
     pub const ADMIN: Caller = Caller {
         owner_id: OwnerId::ADMIN,
+        key: None,
         admin: true,
     };
 
@@ -41,6 +51,13 @@ impl Caller {
             other => self.acting_for(other).map(Some),
         }
     }
+}
+
+/// A stored API key, as the audit trail names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRef {
+    pub id: RowId,
+    pub prefix: String,
 }
 
 /// Prefix of every generated API key (helps secret scanners and humans recognise one).
@@ -72,18 +89,29 @@ pub fn authenticate(db: &dyn Sql, admin_key: &str, presented: Option<&str>) -> R
         .map(str::trim)
         .filter(|k| !k.is_empty())
         .ok_or(Error::Unauthorized)?;
-    if !admin_key.is_empty() && secure_eq(key.as_bytes(), admin_key.as_bytes()) {
-        return Ok(Caller::ADMIN);
+    if secure_eq(key.as_bytes(), admin_key.as_bytes()) {
+        if strong(admin_key) {
+            return Ok(Caller::ADMIN);
+        }
+        eprintln!(
+            "talis: a request presented admin_api_key, which is shorter than {MIN_SECRET_LEN} characters \
+             and so authenticates nothing; set a longer one"
+        );
+        return Err(Error::Unauthorized);
     }
     let row = db::query_opt(
         db,
-        "SELECT u.id, u.role FROM api_keys k JOIN users u ON u.id = k.owner_id \
+        "SELECT u.id, u.role, k.id, k.prefix FROM api_keys k JOIN users u ON u.id = k.owner_id \
          WHERE k.key_hash = ? AND k.revoked_at IS NULL AND u.deleted_at IS NULL",
         &[hash_key(key).into()],
     )?
     .ok_or(Error::Unauthorized)?;
     Ok(Caller {
         owner_id: OwnerId::from_db(row.int(0)),
+        key: Some(KeyRef {
+            id: RowId::from_db(row.int(2)),
+            prefix: row.text(3),
+        }),
         admin: row.int(1) == 1,
     })
 }
@@ -92,7 +120,7 @@ pub fn authenticate(db: &dyn Sql, admin_key: &str, presented: Option<&str>) -> R
 pub fn verify_internal(internal_secret: &str, presented: Option<&str>) -> Result<()> {
     match presented {
         Some(p)
-            if !internal_secret.is_empty()
+            if strong(internal_secret)
                 && secure_eq(p.trim().as_bytes(), internal_secret.as_bytes()) =>
         {
             Ok(())
@@ -109,6 +137,7 @@ mod tests {
     fn scoping() {
         let alice = Caller {
             owner_id: OwnerId::from_db(5),
+            key: None,
             admin: false,
         };
         let id = OwnerId::from_db;

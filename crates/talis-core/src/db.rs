@@ -175,6 +175,8 @@ fn is_busy(message: &str) -> bool {
 pub const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../../sql/0001_init.sql")),
     (2, include_str!("../../../sql/0002_scale_and_safety.sql")),
+    (3, include_str!("../../../sql/0003_events.sql")),
+    (4, include_str!("../../../sql/0004_quotas.sql")),
 ];
 
 /// The schema version this code expects (the last migration).

@@ -18,6 +18,12 @@ pub const RESTATE_UI_URL: &str = "restate_ui_url";
 /// account never touch each other's machines. `cargo xtask up` generates one.
 pub const DEPLOYMENT_ID: &str = "deployment_id";
 
+/// Default quotas of every owner (an admin may override them per owner with `quota.set`).
+pub const MAX_INSTANCES_PER_OWNER: &str = "max_instances_per_owner";
+pub const MAX_PROJECTS_PER_OWNER: &str = "max_projects_per_owner";
+pub const MAX_API_KEYS_PER_OWNER: &str = "max_api_keys_per_owner";
+pub const MAX_SSH_KEYS_PER_OWNER: &str = "max_ssh_keys_per_owner";
+
 /// All variables, in the order `spin.toml` declares them.
 pub const ALL: &[&str] = &[
     ADMIN_API_KEY,
@@ -26,4 +32,8 @@ pub const ALL: &[&str] = &[
     PUBLIC_URL,
     RESTATE_UI_URL,
     DEPLOYMENT_ID,
+    MAX_INSTANCES_PER_OWNER,
+    MAX_PROJECTS_PER_OWNER,
+    MAX_API_KEYS_PER_OWNER,
+    MAX_SSH_KEYS_PER_OWNER,
 ];

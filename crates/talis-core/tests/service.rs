@@ -6,17 +6,20 @@ use talis_core::auth::Caller;
 use talis_core::db::{self, RowExt};
 use talis_core::{Config, Error, Service};
 
+const ADMIN_KEY: &str = "admin-key-of-at-least-32-characters";
+
 /// A real OpenSSH public key (keys are parsed, not pattern-matched).
 const ED25519: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0wmN/Cr3JXqmLW7u+g9pTh+wyqDHpSQEIQczXkVx9q me@host";
 
 fn cfg() -> Config {
     Config {
-        admin_api_key: "admin-key".into(),
-        internal_secret: "internal".into(),
+        admin_api_key: ADMIN_KEY.into(),
+        internal_secret: "internal-secret-of-at-least-32-chars".into(),
         public_url: "http://api.test".into(),
         restate_ui_url: "http://restate.test:9070".into(),
         deployment: "test-deployment".into(),
+        quotas: Default::default(),
     }
 }
 
@@ -402,9 +405,22 @@ fn workflow_lifecycle_through_internal_rpc() {
     env.internal("instance.transition", t.clone()).unwrap();
     let i = env.internal("instance.transition", t).unwrap();
     assert_eq!(i["provider_instance_id"], 123);
+    // A late record of an earlier step changes nothing; a step the lifecycle forbids is refused.
+    let late = env
+        .internal(
+            "instance.transition",
+            json!({ "instance_id": id, "task_id": task_id, "status": "pending" }),
+        )
+        .unwrap();
+    assert_eq!(late["status"], "created");
+    env.internal(
+        "instance.transition",
+        json!({ "instance_id": id, "task_id": task_id, "status": "terminated" }),
+    )
+    .unwrap_err();
     let illegal = env.internal(
         "instance.transition",
-        json!({ "instance_id": id, "task_id": task_id, "status": "pending" }),
+        json!({ "instance_id": id, "task_id": task_id, "status": "terminated" }),
     );
     assert!(matches!(illegal, Err(Error::IllegalTransition(_))));
     let ev = json!({ "task_id": task_id, "instance_id": id, "step": "create droplet", "status": "ok", "event_key": "e1" });
@@ -418,7 +434,11 @@ fn workflow_lifecycle_through_internal_rpc() {
     let t = env.internal("task.finish", fin).unwrap();
     assert_eq!(t["status"], "completed");
     assert_eq!(t["result"]["ready"], 2);
-    assert!(t["logs"].as_str().unwrap().contains("create droplet"));
+    let logs = env
+        .call(&alice, "task.get", json!({ "task_id": task_id }))
+        .unwrap()["logs"]
+        .clone();
+    assert!(logs.as_str().unwrap().contains("create droplet"), "{logs}");
     let late = env.internal(
         "task.finish",
         json!({ "task_id": task_id, "status": "failed" }),
@@ -641,13 +661,28 @@ fn users_keys_and_admin_only_methods() {
         .call(&alice, "apikey.create", json!({ "name": "ci" }))
         .unwrap();
     let k = key["api_key"].as_str().unwrap().to_owned();
-    assert_eq!(env.svc().authenticate(Some(&k)).unwrap(), alice);
+    let by_new_key = env.svc().authenticate(Some(&k)).unwrap();
+    assert_eq!(by_new_key.owner_id, alice.owner_id);
+    assert_eq!(
+        by_new_key.key.unwrap().prefix,
+        key["prefix"].as_str().unwrap()
+    );
     env.call(&alice, "apikey.revoke", json!({ "id": key["ID"] }))
         .unwrap();
     assert_eq!(env.svc().authenticate(Some(&k)), Err(Error::Unauthorized));
     assert_eq!(
-        env.svc().authenticate(Some("admin-key")).unwrap(),
+        env.svc().authenticate(Some(ADMIN_KEY)).unwrap(),
         Caller::ADMIN
+    );
+    // A configured admin key shorter than 32 characters authenticates nothing.
+    let weak = Config {
+        admin_api_key: "CHANGE_ME".into(),
+        ..cfg()
+    };
+    let svc = Service::open(&env.db, &weak).unwrap();
+    assert_eq!(
+        svc.authenticate(Some("CHANGE_ME")),
+        Err(Error::Unauthorized)
     );
     assert_eq!(env.svc().authenticate(None), Err(Error::Unauthorized));
     env.call(

@@ -56,6 +56,9 @@ impl Sql for SpinSql {
 pub(crate) struct Settings {
     pub core: talis_core::Config,
     pub restate_ingress_url: String,
+    /// This request's id: the client's `x-request-id` when it is a plain token, else a new one;
+    /// answered in `x-request-id` and recorded in the audit events.
+    pub request_id: String,
 }
 
 fn variable(name: &str) -> String {
@@ -75,10 +78,51 @@ fn settings() -> Settings {
                 .trim_end_matches('/')
                 .to_owned(),
             deployment: variable(settings::DEPLOYMENT_ID),
+            quotas: quotas(),
         },
         restate_ingress_url: variable(settings::RESTATE_INGRESS_URL)
             .trim_end_matches('/')
             .to_owned(),
+        request_id: String::new(),
+    }
+}
+
+/// The client's request id if it is 1 to 64 letters, digits, '-' or '_'; else a new random one.
+fn request_id(presented: Option<&str>) -> String {
+    match presented {
+        Some(id)
+            if (1..=64).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            id.to_owned()
+        }
+        _ => format!("{:016x}", rand::random::<u64>()),
+    }
+}
+
+/// Every owner's default quotas: a variable that is unset keeps the built-in default, one that
+/// is not a number is reported and keeps it too.
+fn quotas() -> talis_api::Quotas {
+    let d = talis_api::Quotas::default();
+    let read = |name: &str, default: u32| {
+        let v = variable(name);
+        if v.is_empty() {
+            return default;
+        }
+        v.parse().unwrap_or_else(|_| {
+            eprintln!(
+                "talis: variable {name} = {v:?} is not a number; using the default {default}"
+            );
+            default
+        })
+    };
+    talis_api::Quotas {
+        max_instances: read(settings::MAX_INSTANCES_PER_OWNER, d.max_instances),
+        max_projects: read(settings::MAX_PROJECTS_PER_OWNER, d.max_projects),
+        max_api_keys: read(settings::MAX_API_KEYS_PER_OWNER, d.max_api_keys),
+        max_ssh_keys: read(settings::MAX_SSH_KEYS_PER_OWNER, d.max_ssh_keys),
     }
 }
 
@@ -139,12 +183,21 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         body,
         too_large,
     };
-    let settings = settings();
+    let settings = Settings {
+        request_id: request_id(req.header("x-request-id")),
+        ..settings()
+    };
     let db = Db::default();
 
     let reply = routes::handle(&settings, &db, &req);
     let After { dispatch, cancel } = reply.after;
-    let mut headers = vec![("content-type".to_owned(), b"application/json".to_vec())];
+    let mut headers = vec![
+        ("content-type".to_owned(), b"application/json".to_vec()),
+        (
+            "x-request-id".to_owned(),
+            settings.request_id.clone().into_bytes(),
+        ),
+    ];
     headers.extend(reply.headers.into_iter().map(|(k, v)| (k, v.into_bytes())));
     let response = OutgoingResponse::new(Fields::from_list(&headers).expect("valid headers"));
     let _ = response.set_status_code(reply.status);
@@ -203,5 +256,6 @@ pub(crate) fn with_service<T>(
         db.checked.set(true);
         svc
     };
+    svc.set_request_id(&settings.request_id);
     f(&svc)
 }

@@ -6,6 +6,7 @@ use talis_api::{
     SshKeyCreate, SshKeyDelete, User, UserCreate, UserCreated, UserGet, UserGetResult,
 };
 
+use super::quotas::Quota;
 use super::{PageQuery, Service, owner_filter};
 use crate::auth::{self, Caller};
 use crate::db::{RowExt, Value};
@@ -107,6 +108,7 @@ impl Service<'_> {
         let owner = c.acting_for(p.owner_id)?;
         self.tx(|| {
             self.require_owner(owner)?;
+            self.check_quota(owner, Quota::SshKeys, 1)?;
             if self
                 .q1("SELECT 1 FROM ssh_keys WHERE owner_id = ? AND name = ? AND deleted_at IS NULL", &[
                     owner.get().into(),
@@ -179,6 +181,7 @@ impl Service<'_> {
         let owner = c.acting_for(p.owner_id)?;
         self.tx(|| {
             self.require_owner(owner)?;
+            self.check_quota(owner, Quota::ApiKeys, 1)?;
             self.insert_api_key(owner, &p.name)
         })
     }

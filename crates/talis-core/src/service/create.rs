@@ -5,11 +5,15 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use talis_api::{
     InstanceId, InstanceSpec, OwnerId, Project, ProjectStatus, SshPublicKey, TaskAction, TaskId,
+    TaskStatus,
 };
 
 use super::Service;
+use super::quotas::Quota;
 use crate::db::{RowExt, Value};
 use crate::{Error, Result, now};
+use talis_api::cloudinit;
+use talis_api::rules::USER_DATA_LIMIT;
 
 /// A hostname base derived from a project name, for instances requested without `name`.
 pub(super) fn hostname_base(project: &str) -> String {
@@ -114,8 +118,11 @@ impl Service<'_> {
         let ts = now();
         let task_id = self.insert_task(owner, project, TaskAction::CreateInstances, &ts)?;
         let mut ids = Vec::new();
+        let requested: u32 = specs.iter().map(|(_, s)| s.count).sum();
+        self.check_quota(owner, Quota::Instances, requested)?;
         for (at, spec) in specs {
             let keys = self.resolve_ssh_keys(owner, *at, &spec.ssh_keys)?;
+            self.check_user_data(*at, spec, &keys)?;
             let request_id = self
                 .q1(
                     "INSERT INTO instance_requests (task_id, provision, payload, execute_payload, ssh_keys, volumes) \
@@ -168,7 +175,7 @@ impl Service<'_> {
         action: TaskAction,
         ts: &str,
     ) -> Result<TaskId> {
-        self.q1(
+        let task_id = self.q1(
             "INSERT INTO tasks (owner_id, project_id, action, status, priority, created_at, updated_at) \
              VALUES (?, ?, ?, 'pending', ?, ?, ?) RETURNING id",
             &[
@@ -181,7 +188,41 @@ impl Service<'_> {
             ],
         )?
         .map(|r| TaskId::from_db(r.int(0)))
-        .ok_or_else(|| Error::Db("task insert returned no row".into()))
+        .ok_or_else(|| Error::Db("task insert returned no row".into()))?;
+        let task = self.task_scoped(None, task_id)?;
+        self.task_status_event(&task, None, TaskStatus::Pending, None)?;
+        Ok(task_id)
+    }
+
+    /// Refuses a request whose machines' cloud-init user data (script, SSH keys, volume mounts
+    /// and phone-home lines, with the longest ids) would not fit what the provider accepts, so
+    /// it fails now with a 400 rather than later with the provider's 422.
+    fn check_user_data(
+        &self,
+        at: usize,
+        spec: &InstanceSpec<'_>,
+        keys: &[SshPublicKey],
+    ) -> Result<()> {
+        let keys: Vec<String> = keys.iter().map(|k| k.public_key.clone()).collect();
+        let len = cloudinit::worst_case_len(
+            spec.payload,
+            &keys,
+            spec.volumes,
+            &self.cfg.deployment,
+            &self.cfg.public_url,
+        );
+        if cloudinit::fits(len) {
+            return Ok(());
+        }
+        Err(Error::invalid(
+            format!("instances[{at}].payload"),
+            format!(
+                "the machines' cloud-init user data would be {len} bytes (script, {} SSH keys, {} volume mounts and \
+                 the phone-home lines); the provider accepts at most {USER_DATA_LIMIT}",
+                keys.len(),
+                spec.volumes.len()
+            ),
+        ))
     }
 
     /// The owner's stored keys by name; an unknown name is a 404 naming the field.

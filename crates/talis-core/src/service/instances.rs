@@ -22,6 +22,12 @@ impl Service<'_> {
         c: &Caller,
         p: Valid<InstanceCreate>,
     ) -> Result<InstancesCreated> {
+        self.check_per_call(
+            p.instances
+                .iter()
+                .map(|r| u64::from(r.number_of_instances))
+                .sum(),
+        )?;
         let mut by_project: BTreeMap<(OwnerId, &str), Vec<_>> = BTreeMap::new();
         for (at, r) in p.instances.iter().enumerate() {
             let owner = c.acting_for(r.owner_id)?;

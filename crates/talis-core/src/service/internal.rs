@@ -17,8 +17,10 @@ use talis_api::{
 };
 
 use super::Service;
+use super::events::On;
 use crate::db::{Row, RowExt, Value};
 use crate::{Error, Result, now, rows};
+use talis_api::events::{EventBody, InstanceStatusData, ProviderStepData};
 
 /// A text column without copying it ("" when it is not text).
 fn text_ref(r: &[Value], i: usize) -> &str {
@@ -47,6 +49,7 @@ impl Service<'_> {
                 }
                 s => {
                     s.transition(TaskStatus::Running)?;
+                    self.task_status_event(&task, Some(s), TaskStatus::Running, None)?;
                     self.q(
                         "UPDATE tasks SET status = ?, invocation_id = ?, attempts = attempts + 1, updated_at = ? WHERE id = ?",
                         &[
@@ -146,9 +149,7 @@ impl Service<'_> {
                     continue;
                 }
                 let t = InstanceTransition { error: p.error.clone(), ..InstanceTransition::to(id, p.to) };
-                self.apply_transition(&task, &t)?;
-                let key = format!("{}:{id}:{}:{}", task.id, p.step, p.to);
-                self.insert_event(task.id, Some(id), &p.step, p.to.as_str(), p.error.as_deref().unwrap_or(""), &key)?;
+                self.apply_transition(&task, &t, &p.step)?;
                 counted.applied += 1;
             }
             Ok(counted)
@@ -274,7 +275,7 @@ impl Service<'_> {
     pub(super) fn instance_transition(&self, p: Valid<TaskInstanceTransition>) -> Result<Instance> {
         self.tx(|| {
             let task = self.task_scoped(None, p.task_id)?;
-            self.apply_transition(&task, &p.transition)
+            self.apply_transition(&task, &p.transition, "transition")
         })
     }
 
@@ -289,29 +290,12 @@ impl Service<'_> {
             let task = self.task_scoped(None, task_id)?;
             let mut results = Vec::with_capacity(p.transitions.len());
             for t in &p.transitions {
-                match self.apply_transition(&task, t) {
-                    Ok(_) => {
-                        let detail = t
-                            .error
-                            .clone()
-                            .or_else(|| t.public_ip.as_ref().map(|ip| format!("ip {ip}")))
-                            .or_else(|| t.provider_ref.as_ref().map(|r| format!("machine {r}")))
-                            .unwrap_or_default();
-                        let key = format!("{task_id}:{}:{}:{}", t.instance_id, p.step, t.status);
-                        self.insert_event(
-                            task_id,
-                            Some(t.instance_id),
-                            &p.step,
-                            t.status.as_str(),
-                            &detail,
-                            &key,
-                        )?;
-                        results.push(TransitionResult {
-                            instance_id: t.instance_id,
-                            refused: None,
-                            message: None,
-                        });
-                    }
+                match self.apply_transition(&task, t, &p.step) {
+                    Ok(_) => results.push(TransitionResult {
+                        instance_id: t.instance_id,
+                        refused: None,
+                        message: None,
+                    }),
                     Err(e) => {
                         let refused = match &e {
                             Error::TaskFinished(..) => Refusal::TaskFinished,
@@ -331,22 +315,27 @@ impl Service<'_> {
         })
     }
 
-    /// One checked transition inside the caller's transaction: the instance is the task's, the
-    /// change is legal, and a finished task only compensates.
-    pub(super) fn apply_transition(&self, task: &Task, p: &InstanceTransition) -> Result<Instance> {
+    /// One checked transition inside the caller's transaction, recorded as an event: the
+    /// instance is the task's, the change is legal, and a finished task only compensates. The
+    /// same status again, or a late record of an earlier step, changes nothing.
+    pub(super) fn apply_transition(
+        &self,
+        task: &Task,
+        p: &InstanceTransition,
+        step: &str,
+    ) -> Result<Instance> {
         if !self.covers(task.id, p.instance_id)? {
             return Err(Error::NotFound("instance of this task"));
         }
         let current = self.instance_scoped(None, p.instance_id)?;
-        if current.status.is_past(p.status) {
+        if current.status == p.status || current.status.is_past(p.status) {
             return Ok(current);
         }
         current.status.transition(p.status)?;
-        // A finished task must not move machines any more (e.g. terminated by its owner);
-        // replays of what it already recorded stay harmless no-ops, and a task terminated by
-        // its owner still records the compensation of its instances.
+        // A finished task must not move machines any more (e.g. terminated by its owner),
+        // except to record the compensation of a terminated one.
         let compensating = task.status == TaskStatus::Terminated && p.status.is_going();
-        if task.status.is_terminal() && current.status != p.status && !compensating {
+        if task.status.is_terminal() && !compensating {
             return Err(Error::TaskFinished(task.id.get(), task.status.as_str()));
         }
         let volumes = p
@@ -364,76 +353,53 @@ impl Service<'_> {
                 volumes.into(),
                 p.error.clone().into(),
                 now().into(),
-                p.instance_id.get().into(),
+                p.instance_id.into(),
             ],
         )?;
+        let body = EventBody::InstanceStatus(InstanceStatusData {
+            from: Some(current.status),
+            to: p.status,
+            step: step.to_owned(),
+            provider_ref: p.provider_ref.clone(),
+            public_ip: p.public_ip.clone(),
+            error: p.error.clone(),
+        });
+        let on = On {
+            owner: Some(current.owner_id),
+            project: Some(current.project_id),
+            task: Some(task.id),
+            instance: Some(p.instance_id),
+        };
+        self.record_event(on, &body, None)?;
         self.instance_scoped(None, p.instance_id)
     }
 
+    /// A provider step's outcome, recorded once per `event_key`.
     pub(super) fn task_event(&self, p: Valid<TaskEventRecord>) -> Result<EventRecorded> {
         self.tx(|| {
-            self.task_scoped(None, p.task_id)?;
-            self.insert_event(
-                p.task_id,
-                p.instance_id,
-                &p.step,
-                &p.status,
-                &p.detail,
-                &p.event_key,
-            )
-        })
-    }
-
-    /// Appends a step event unless its key was recorded before (inside the caller's transaction).
-    pub(super) fn insert_event(
-        &self,
-        task: TaskId,
-        instance: Option<InstanceId>,
-        step: &str,
-        status: &str,
-        detail: &str,
-        key: &str,
-    ) -> Result<EventRecorded> {
-        if let Some(r) = self.q1(
-            "SELECT id FROM task_events WHERE task_id = ? AND event_key = ?",
-            &[task.get().into(), key.into()],
-        )? {
-            return Ok(EventRecorded {
-                event_id: r.int(0),
-                duplicate: true,
+            let task = self.task_scoped(None, p.task_id)?;
+            let body = EventBody::ProviderStep(ProviderStepData {
+                step: p.step.clone(),
+                status: p.status.clone(),
+                detail: p.detail.clone(),
             });
-        }
-        let ts = now();
-        let event_id = self
-            .q1(
-                "INSERT INTO task_events (task_id, instance_id, step, status, detail, event_key, created_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                &[
-                    task.get().into(),
-                    instance.map(InstanceId::get).into(),
-                    step.into(),
-                    status.into(),
-                    detail.into(),
-                    key.into(),
-                    (&ts).into(),
-                ],
-            )?
-            .map(|r| r.int(0))
-            .ok_or_else(|| Error::Db("event insert returned no row".into()))?;
-        // The original's human-readable `logs` column, one line per step.
-        let who = instance
-            .map(|i| format!(" instance {i}"))
-            .unwrap_or_default();
-        let line = format!("{ts} {step}{who}: {status} {detail}")
-            .trim_end()
-            .to_owned();
-        self.q(
-            "UPDATE tasks SET logs = logs || CASE WHEN logs = '' THEN '' ELSE char(10) END || ?, updated_at = ? WHERE id = ?",
-            &[Value::Text(line), ts.into(), task.get().into()],
-        )?;
-        Ok(EventRecorded {
-            event_id,
-            duplicate: false,
+            let on = On {
+                owner: Some(task.owner_id),
+                project: Some(task.project_id),
+                task: Some(task.id),
+                instance: p.instance_id,
+            };
+            let written = self.record_event(on, &body, Some(&p.event_key))?;
+            let event_id = self
+                .q1(
+                    "SELECT id FROM events WHERE task_id = ? AND dedup_key = ?",
+                    &[task.id.into(), p.event_key.as_str().into()],
+                )?
+                .map_or(0, |r| r.int(0));
+            Ok(EventRecorded {
+                event_id,
+                duplicate: !written,
+            })
         })
     }
 

@@ -5,22 +5,25 @@
 
 mod accounts;
 mod create;
+mod events;
+
 mod instances;
 mod internal;
 mod phone_home;
+mod quotas;
 
 pub use phone_home::{PhoneHomeApplied, PhoneHomeToken};
 mod projects;
 mod tasks;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use garde::Validate;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value as Json;
 use talis_api::decode::{Valid, decode};
-use talis_api::methods::Access;
+use talis_api::methods::{Access, Mode};
 use talis_api::rules::DEFAULT_LIMIT;
 use talis_api::{OwnerId, Page, Pagination, Paging, TaskId};
 
@@ -38,6 +41,8 @@ pub struct Config {
     pub restate_ui_url: String,
     /// This deployment's identity, carried by every provider resource it makes.
     pub deployment: String,
+    /// Every owner's default quotas.
+    pub quotas: talis_api::Quotas,
 }
 
 /// What a call produced: the `data` of the answer, and the work to do once it is committed.
@@ -61,18 +66,22 @@ pub struct Service<'a> {
     db: &'a dyn Sql,
     cfg: &'a Config,
     after: RefCell<AfterCommit>,
+    /// The request this service answers (for the audit trail).
+    request_id: RefCell<String>,
+    /// Inside a transaction: a nested [`Service::tx`] joins it.
+    in_tx: Cell<bool>,
 }
 
 /// Generates the dispatch from the method table: each entry's name runs the handler of the
 /// same name, `fn(&self, &Caller, Valid<Params>) -> Result<Result>` (a missing or mistyped
 /// handler does not compile).
 macro_rules! public_dispatch {
-    ($($(#[doc = $doc:literal])* $m:ident $f:ident $name:literal $access:ident ($p:ty) -> ($r:ty);)*) => {
+    ($($(#[doc = $doc:literal])* $m:ident $f:ident $name:literal $access:ident $mode:ident ($p:ty) -> ($r:ty);)*) => {
         impl Service<'_> {
             /// Runs one public method for `caller`.
             pub fn call(&self, caller: &Caller, method: &str, params: Json) -> Result<Outcome> {
                 match method {
-                    $($name => self.run::<$p, $r>($name, caller, Access::$access, params, |p| self.$f(caller, p)),)*
+                    $($name => self.run::<$p, $r>($name, caller, Access::$access, Mode::$mode, params, |p| self.$f(caller, p)),)*
                     _ => Err(Error::UnknownMethod(method.into())),
                 }
             }
@@ -83,12 +92,12 @@ talis_api::public_methods!(public_dispatch);
 
 /// The same for the internal methods, whose handlers take no caller.
 macro_rules! internal_dispatch {
-    ($($(#[doc = $doc:literal])* $m:ident $f:ident $name:literal $access:ident ($p:ty) -> ($r:ty);)*) => {
+    ($($(#[doc = $doc:literal])* $m:ident $f:ident $name:literal $access:ident $mode:ident ($p:ty) -> ($r:ty);)*) => {
         impl Service<'_> {
             /// Runs one internal method (the caller has presented the internal secret).
             pub fn call_internal(&self, method: &str, params: Json) -> Result<Outcome> {
                 match method {
-                    $($name => self.run::<$p, $r>($name, &Caller::ADMIN, Access::$access, params, |p| self.$f(p)),)*
+                    $($name => self.run::<$p, $r>($name, &Caller::ADMIN, Access::$access, Mode::$mode, params, |p| self.$f(p)),)*
                     _ => Err(Error::UnknownMethod(method.into())),
                 }
             }
@@ -111,7 +120,14 @@ impl<'a> Service<'a> {
             db,
             cfg,
             after: RefCell::default(),
+            request_id: RefCell::default(),
+            in_tx: Cell::new(false),
         }
+    }
+
+    /// Names the request in the audit events of the calls that follow.
+    pub fn set_request_id(&self, id: &str) {
+        *self.request_id.borrow_mut() = id.to_owned();
     }
 
     /// Resolves a presented API key to the caller.
@@ -125,11 +141,13 @@ impl<'a> Service<'a> {
     }
 
     /// Access, the boundary, the handler, and the answer with its after-commit work.
+    #[allow(clippy::too_many_arguments)]
     fn run<P, R>(
         &self,
         name: &str,
         caller: &Caller,
         access: Access,
+        mode: Mode,
         params: Json,
         handler: impl FnOnce(Valid<P>) -> Result<R>,
     ) -> Result<Outcome>
@@ -142,9 +160,18 @@ impl<'a> Service<'a> {
                 "{name} requires an admin API key"
             )));
         }
+        // A change made through the API is recorded with who made it, in its transaction.
+        let audited = (mode == Mode::Write && access != Access::Internal).then(|| params.clone());
         let params = decode::<P>(params)?;
         self.after.take();
-        let result = handler(params);
+        let result = match audited {
+            Some(raw) => self.tx(|| {
+                let r = handler(params)?;
+                self.record_call(caller, name, &raw)?;
+                Ok(r)
+            }),
+            None => handler(params),
+        };
         let after = self.after.take();
         let data = to_json(result?)?;
         Ok(Outcome {
@@ -211,8 +238,15 @@ impl<'a> Service<'a> {
         Ok(())
     }
 
+    /// One transaction around `f`; inside another, `f` joins it.
     fn tx<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
-        db::transaction(self.db, f)
+        if self.in_tx.get() {
+            return f();
+        }
+        self.in_tx.set(true);
+        let out = db::transaction(self.db, f);
+        self.in_tx.set(false);
+        out
     }
 
     fn q(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>> {

@@ -112,16 +112,7 @@ impl Service<'_> {
                     change.error = Some("the provisioning script reported a failure".into())
                 }
             }
-            self.apply_transition(&task, &change)?;
-            let key = format!("{}:{id}:{STEP}:{to}", task.id);
-            self.insert_event(
-                task.id,
-                Some(id),
-                STEP,
-                to.as_str(),
-                &format!("ip {}", body.public_ip),
-                &key,
-            )?;
+            self.apply_transition(&task, &change, STEP)?;
             Ok(PhoneHomeApplied {
                 task_id: task.id,
                 instance_id: id,

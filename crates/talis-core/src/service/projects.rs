@@ -8,6 +8,7 @@ use talis_api::{
     ProjectListInstances, ProjectRef, ProjectStatus, TaskAction, TaskId, TaskQueued,
 };
 
+use super::quotas::Quota;
 use super::{PageQuery, Service, id_list, owner_filter};
 use crate::auth::Caller;
 use crate::db::RowExt;
@@ -21,6 +22,7 @@ impl Service<'_> {
     ) -> Result<ProjectCreated> {
         let owner = c.acting_for(p.owner_id)?;
         let specs: Vec<_> = p.instances.iter().map(|r| r.spec()).enumerate().collect();
+        self.check_per_call(specs.iter().map(|(_, s)| u64::from(s.count)).sum())?;
         self.tx(|| {
             self.idempotent(owner, m::ProjectCreate::NAME, p.idempotency_key.as_deref(), &*p, || {
                 // The caller's own key was just resolved to a live user; only an admin acting
@@ -28,6 +30,7 @@ impl Service<'_> {
                 if owner != c.owner_id {
                     self.require_owner(owner)?;
                 }
+                self.check_quota(owner, Quota::Projects, 1)?;
                 let ts = now();
                 // Insert unless a live project has the name: one statement, checked under the lock.
                 let row = self

@@ -6,10 +6,12 @@ use talis_api::{
     TaskListByInstance, TaskRef, TaskStatus, TaskUpdateStatus,
 };
 
+use super::events::On;
 use super::{PageQuery, Service, owner_filter};
 use crate::auth::Caller;
 use crate::db::Value;
 use crate::{Result, now, rows};
+use talis_api::events::{EventBody, TaskStatusData};
 
 impl Service<'_> {
     /// A task visible to `scope` (another owner's task is "not found").
@@ -28,8 +30,35 @@ impl Service<'_> {
         .ok_or(crate::Error::NotFound("task"))
     }
 
+    /// A task with its history (`logs`, rendered from its events).
     pub(super) fn task_get(&self, c: &Caller, p: Valid<TaskRef>) -> Result<Task> {
-        self.task_scoped(c.scope(p.owner_id)?, p.task_id)
+        let task = self.task_scoped(c.scope(p.owner_id)?, p.task_id)?;
+        Ok(Task {
+            logs: self.task_logs(task.id)?,
+            ..task
+        })
+    }
+
+    /// Records a task's status change (or creation, `from` None) as an event.
+    pub(super) fn task_status_event(
+        &self,
+        task: &Task,
+        from: Option<TaskStatus>,
+        to: TaskStatus,
+        error: Option<&str>,
+    ) -> Result<()> {
+        let body = EventBody::TaskStatus(TaskStatusData {
+            from,
+            to,
+            error: error.map(str::to_owned),
+        });
+        let on = On {
+            owner: Some(task.owner_id),
+            project: Some(task.project_id),
+            task: Some(task.id),
+            instance: None,
+        };
+        self.record_event(on, &body, None).map(drop)
     }
 
     pub(super) fn task_list(&self, c: &Caller, p: Valid<TaskList>) -> Result<Page<Task>> {
@@ -140,6 +169,7 @@ impl Service<'_> {
                 task.id.get().into(),
             ],
         )?;
+        self.task_status_event(task, Some(task.status), to, error)?;
         if task.action == TaskAction::DeleteProject && to.is_terminal() {
             let project = self.project_by_id(task.project_id)?;
             self.set_project_status(&project, ProjectStatus::after_delete_task(to), &ts)?;
