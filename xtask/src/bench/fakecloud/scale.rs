@@ -69,9 +69,9 @@ async fn receiver(epoch: Instant) -> Result<(SocketAddr, Arc<Received>)> {
                 let s = s.clone();
                 hyper::service::service_fn(move |_req: Request<hyper::body::Incoming>| {
                     let now = epoch.elapsed().as_millis() as u64 + 1;
-                    let _ = s
-                        .first_ms
-                        .compare_exchange(0, now, Ordering::AcqRel, Ordering::Acquire);
+                    let _ =
+                        s.first_ms
+                            .compare_exchange(0, now, Ordering::AcqRel, Ordering::Acquire);
                     s.last_ms.fetch_max(now, Ordering::AcqRel);
                     s.count.fetch_add(1, Ordering::AcqRel);
                     let mut r = Response::new(Full::new(Bytes::new()));
@@ -305,9 +305,7 @@ pub(super) async fn run(fc: &FakeCloud, pid: Option<u32>) -> Result<()> {
     let t = Instant::now();
     let (n, total_ms, page_ms) = list_all(&http, fc).await?;
     phases.push(("list (active)", ms(t), ms(Instant::now())));
-    println!(
-        "list (active)      {n} droplets in {total_ms:.0} ms (slowest page {page_ms:.1} ms)"
-    );
+    println!("list (active)      {n} droplets in {total_ms:.0} ms (slowest page {page_ms:.1} ms)");
 
     // Counted by the fake once each answer arrived.
     let wait = Instant::now() + Duration::from_secs(30);
@@ -324,7 +322,10 @@ pub(super) async fn run(fc: &FakeCloud, pid: Option<u32>) -> Result<()> {
 
     let t = Instant::now();
     let r = http
-        .delete(format!("{}/v2/droplets?tag_name={PROJECT_TAG}", fc.base_url))
+        .delete(format!(
+            "{}/v2/droplets?tag_name={PROJECT_TAG}",
+            fc.base_url
+        ))
         .bearer_auth(TOKEN)
         .send()
         .await?;
