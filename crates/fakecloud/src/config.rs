@@ -104,9 +104,10 @@ pub struct PhoneHome {
     pub retry_delay_ms: u64,
     /// Per attempt (curl's `--max-time`).
     pub timeout_ms: u64,
-    /// POSTs under way at once; more wait their turn. Each holds a socket of this process,
-    /// where real machines each have their own: this keeps a wave of thousands of machines
-    /// within the fake's file descriptors.
+    /// POSTs under way at once; more wait their turn (a machine pausing between attempts
+    /// holds no slot). Each holds a socket of this process, where real machines each have
+    /// their own: this keeps a wave of thousands of machines within the fake's file
+    /// descriptors.
     pub max_in_flight: u32,
 }
 

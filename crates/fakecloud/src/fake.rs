@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 use crate::cloud::Cloud;
 use crate::config::Config;
@@ -36,8 +36,9 @@ pub struct Inner {
     pub counters: Counters,
     /// Phone-homes to make: (when, droplet id), earliest first.
     pub phone_home_due: BTreeSet<(u64, u64)>,
-    /// Phone-home POSTs under way (bounded by `phone_home.max_in_flight`).
-    pub phone_home_in_flight: u32,
+    /// One permit per phone-home POST under way: `phone_home.max_in_flight` (a new semaphore
+    /// when that changes; POSTs under way finish on the old one).
+    pub phone_home_slots: Arc<Semaphore>,
     /// Bumped by a reset, so that a phone-home begun before it records nothing after it.
     pub generation: u64,
 }
@@ -45,6 +46,7 @@ pub struct Inner {
 impl Inner {
     fn new(config: Config, cloud: Cloud) -> Self {
         Inner {
+            phone_home_slots: slots(&config),
             rng: StdRng::seed_from_u64(config.seed),
             faults: Faults::new(config.faults.clone()),
             cloud,
@@ -52,10 +54,15 @@ impl Inner {
             windows: HashMap::new(),
             counters: Counters::default(),
             phone_home_due: BTreeSet::new(),
-            phone_home_in_flight: 0,
             generation: 0,
         }
     }
+}
+
+fn slots(config: &Config) -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(
+        config.phone_home.max_in_flight.max(1) as usize
+    ))
 }
 
 /// The fake cloud: shared by every connection.
@@ -71,7 +78,7 @@ pub struct Fake {
     pub(crate) spec: Mutex<Option<crate::contract::Spec>>,
     /// The phone-home client (the machines' `curl`).
     pub(crate) http: reqwest::Client,
-    /// Wakes the phone-home scheduler: a new, earlier phone-home or a free slot.
+    /// Wakes the phone-home scheduler: new phone-homes were queued.
     pub(crate) phone_home_wake: Notify,
 }
 
@@ -113,9 +120,10 @@ impl Fake {
         let mut g = self.lock();
         g.rng = StdRng::seed_from_u64(config.seed);
         g.faults = Faults::new(config.faults.clone());
+        if config.phone_home.max_in_flight != g.config.phone_home.max_in_flight {
+            g.phone_home_slots = slots(&config);
+        }
         g.config = config;
-        drop(g);
-        self.phone_home_wake.notify_one();
     }
 
     /// Forgets every resource and counter; the knobs stay.

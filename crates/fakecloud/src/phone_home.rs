@@ -10,9 +10,10 @@
 //!   longer, up to `attempts` attempts in all: `failed` when they run out;
 //! - any other answer (a 4xx but 408/429, a 501 ...) is final at once: `refused`.
 //!
-//! One scheduler task keeps the phone-homes due, earliest first, and starts at most
-//! `max_in_flight` POSTs at once (each holds a socket of this one process, where real machines
-//! each have their own).
+//! One scheduler task keeps the phone-homes due, earliest first, and starts each when its
+//! droplet boots. At most `max_in_flight` POSTs are under way at once (each holds a socket of
+//! this one process, where real machines each have their own); a machine pausing between
+//! attempts holds no slot, so its attempts run out on the clock as a real machine's would.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -122,16 +123,10 @@ pub fn schedule(inner: &mut Inner, ids: &[u64]) {
 }
 
 impl Inner {
-    /// Takes the phone-homes due at `now`, as many as free slots allow; also returns when
-    /// the next one is due (`None`: none, or no free slot: a finishing POST wakes the
-    /// scheduler).
+    /// Takes the phone-homes due at `now`; also returns when the next one is due.
     fn take_due(&mut self, now: u64) -> (Vec<Job>, Option<u64>) {
         let mut jobs = Vec::new();
-        let max = self.config.phone_home.max_in_flight.max(1);
-        while self.phone_home_in_flight < max {
-            let Some(&(at, id)) = self.phone_home_due.first() else {
-                return (jobs, None);
-            };
+        while let Some(&(at, id)) = self.phone_home_due.first() {
             if at > now {
                 return (jobs, Some(at));
             }
@@ -143,7 +138,6 @@ impl Inner {
             let Some(url) = d.user_data.as_deref().and_then(phone_home_url) else {
                 continue;
             };
-            self.phone_home_in_flight += 1;
             jobs.push(Job {
                 droplet: id,
                 url,
@@ -170,18 +164,16 @@ impl Fake {
         schedule(&mut g, &ids);
     }
 
-    /// One phone-home, then its outcome recorded and its slot freed.
+    /// One phone-home, then its outcome recorded.
     async fn phone_home(self: Arc<Self>, job: Job) {
         let outcome = self.post(&job).await;
         let mut g = self.lock();
         if g.generation == job.generation {
-            g.phone_home_in_flight = g.phone_home_in_flight.saturating_sub(1);
             g.counters.phone_home(outcome.name());
             g.cloud.mark_phoned_home(job.droplet);
         }
         drop(g);
         self.mark_dirty();
-        self.phone_home_wake.notify_one();
     }
 
     /// The script's `curl -fsS --retry`, see the module doc.
@@ -190,6 +182,8 @@ impl Fake {
         let body = json!({ "droplet_id": job.droplet, "public_ip": job.public_ip, "status": "ok" });
         let attempts = c.attempts.max(1);
         for attempt in 1..=attempts {
+            let slots = self.lock().phone_home_slots.clone();
+            let slot = slots.acquire_owned().await;
             let sent = self
                 .http
                 .post(&job.url)
@@ -197,6 +191,7 @@ impl Fake {
                 .json(&body)
                 .send()
                 .await;
+            drop(slot);
             let not_before = match sent {
                 Ok(r) => match judge(r.status(), retry_after(&r)) {
                     Attempt::Done => return Outcome::Ok,
