@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 use serde_json::json;
+use tokio::sync::Semaphore;
 
 use crate::config::PhoneHome;
 use crate::fake::{Fake, Inner, now_ms};
@@ -100,6 +101,8 @@ struct Job {
     url: String,
     public_ip: String,
     config: PhoneHome,
+    /// The `max_in_flight` permits.
+    slots: Arc<Semaphore>,
     generation: u64,
 }
 
@@ -143,6 +146,7 @@ impl Inner {
                 url,
                 public_ip: d.public_ip(),
                 config: self.config.phone_home.clone(),
+                slots: self.phone_home_slots.clone(),
                 generation: self.generation,
             });
         }
@@ -182,8 +186,7 @@ impl Fake {
         let body = json!({ "droplet_id": job.droplet, "public_ip": job.public_ip, "status": "ok" });
         let attempts = c.attempts.max(1);
         for attempt in 1..=attempts {
-            let slots = self.lock().phone_home_slots.clone();
-            let slot = slots.acquire_owned().await;
+            let slot = job.slots.acquire().await;
             let sent = self
                 .http
                 .post(&job.url)

@@ -1,6 +1,7 @@
 //! The snapshot: the cloud's state as a JSON file (`--snapshot`), loaded at start, written
 //! atomically (temp file + rename) at most every half second while the state changes, and on
-//! shutdown. The state is copied under the lock and serialized and written outside it, so a
+//! shutdown. Under the lock the state is only shared (a pointer per resource, see
+//! `Cloud::snapshot`); it is serialized and written outside it, on a blocking thread, so a
 //! large cloud does not stall requests while it is saved.
 
 use std::path::Path;

@@ -1,6 +1,8 @@
 //! Actions: the record every create, power change and volume attach/detach leaves, readable at
 //! `GET /v2/actions/{id}`; each completes one second after it started.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -34,14 +36,14 @@ impl Cloud {
         let id = self.next_id();
         self.actions.insert(
             id,
-            Action {
+            Arc::new(Action {
                 id,
                 kind: kind.to_string(),
                 resource_id,
                 resource_type: resource_type.to_string(),
                 region: region.map(str::to_string),
                 started_ms: now,
-            },
+            }),
         );
         id
     }

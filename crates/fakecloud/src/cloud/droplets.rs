@@ -231,7 +231,7 @@ impl Cloud {
 
     fn insert_droplet(&mut self, d: Droplet) {
         self.index_tags(d.id, &d.tags);
-        self.droplets.insert(d.id, d);
+        self.droplets.insert(d.id, Arc::new(d));
         self.droplets_created += 1;
     }
 
@@ -309,7 +309,7 @@ impl Cloud {
     /// accepted and recorded.
     pub fn droplet_action(&mut self, id: u64, body: &Value, now: u64, host: &str) -> Answer {
         let kind = str_field(body, "type")?.to_string();
-        let d = self.droplets.get_mut(&id).ok_or_else(ApiError::not_found)?;
+        let d = self.droplet_mut(id).ok_or_else(ApiError::not_found)?;
         match kind.as_str() {
             "power_off" | "shutdown" => d.off = true,
             "power_on" | "reboot" | "power_cycle" => d.off = false,
@@ -331,7 +331,7 @@ impl Cloud {
 
     /// Marks that droplet `id` phoned home (it will not again, even after a restart).
     pub fn mark_phoned_home(&mut self, id: u64) {
-        if let Some(d) = self.droplets.get_mut(&id) {
+        if let Some(d) = self.droplet_mut(id) {
             d.phoned_home = true;
         }
     }

@@ -17,6 +17,7 @@ mod tags;
 mod volumes;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -29,13 +30,14 @@ pub use volumes::Volume;
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Cloud {
     next_id: u64,
-    droplets: BTreeMap<u64, Droplet>,
+    /// Shared with the copy a snapshot takes (copy-on-write: see `droplet_mut`).
+    droplets: BTreeMap<u64, Arc<Droplet>>,
     /// By creation order (DigitalOcean lists volumes that way).
     #[serde(with = "volumes::in_creation_order")]
-    volumes: BTreeMap<u64, Volume>,
+    volumes: BTreeMap<u64, Arc<Volume>>,
     ssh_keys: Vec<ssh_keys::SshKey>,
     tags: BTreeSet<String>,
-    actions: BTreeMap<u64, actions::Action>,
+    actions: BTreeMap<u64, Arc<actions::Action>>,
     /// Droplets ever created / destroyed (proves "never created twice" beyond "none left").
     #[serde(default)]
     droplets_created: u64,
@@ -70,6 +72,8 @@ impl Cloud {
     }
 
     /// What a snapshot keeps, without the caches: taken under the lock, serialized after.
+    /// Resources are shared, not copied (a later change copies the one it changes), so this
+    /// costs a pointer per resource.
     pub fn snapshot(&self) -> Cloud {
         Cloud {
             next_id: self.next_id,
@@ -96,13 +100,18 @@ impl Cloud {
         self.next_id
     }
 
-    pub fn droplets(&self) -> &BTreeMap<u64, Droplet> {
+    pub fn droplets(&self) -> &BTreeMap<u64, Arc<Droplet>> {
         &self.droplets
+    }
+
+    /// Droplet `id` to change (copied first if a snapshot still shares it).
+    fn droplet_mut(&mut self, id: u64) -> Option<&mut Droplet> {
+        self.droplets.get_mut(&id).map(Arc::make_mut)
     }
 
     /// In creation order.
     pub fn volumes(&self) -> impl ExactSizeIterator<Item = &Volume> {
-        self.volumes.values()
+        self.volumes.values().map(|v| &**v)
     }
 
     /// Droplets ever created and ever destroyed.

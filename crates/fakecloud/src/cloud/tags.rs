@@ -3,6 +3,7 @@
 //! tag).
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 
@@ -92,13 +93,15 @@ impl Cloud {
             return Err(ApiError::not_found());
         }
         for id in self.tagged.remove(name).unwrap_or_default() {
-            if let Some(d) = self.droplets.get_mut(&id) {
+            if let Some(d) = self.droplet_mut(id) {
                 d.tags.retain(|t| t != name);
             }
             self.forget_rendered(id);
         }
         for v in self.volumes.values_mut() {
-            v.tags.retain(|t| t != name);
+            if v.tags.iter().any(|t| t == name) {
+                Arc::make_mut(v).tags.retain(|t| t != name);
+            }
         }
         Ok((204, None))
     }
@@ -142,7 +145,7 @@ impl Cloud {
         }
         let tag = [name.to_string()];
         for id in droplets {
-            let d = self.droplets.get_mut(&id).expect("checked above");
+            let d = self.droplet_mut(id).expect("checked above");
             retag(&mut d.tags, name, assign);
             if assign {
                 self.index_tags(id, &tag);

@@ -2,6 +2,8 @@
 //! region, in creation order), delete (refused while attached), and the attach/detach
 //! actions, which must keep the droplet's `volume_ids` and the volume's `droplet_ids` in step.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -32,18 +34,24 @@ pub struct Volume {
 /// the plain list they were before the key existed.
 pub(super) mod in_creation_order {
     use std::collections::BTreeMap;
+    use std::sync::Arc;
 
     use serde::{Deserialize, Deserializer, Serializer};
 
     use super::Volume;
 
-    pub fn serialize<S: Serializer>(v: &BTreeMap<u64, Volume>, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(
+        v: &BTreeMap<u64, Arc<Volume>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.collect_seq(v.values())
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<u64, Volume>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<u64, Arc<Volume>>, D::Error> {
         let list = Vec::<Volume>::deserialize(d)?;
-        Ok((0u64..).zip(list).collect())
+        Ok((0u64..).zip(list.into_iter().map(Arc::new)).collect())
     }
 }
 
@@ -82,11 +90,13 @@ impl Cloud {
     }
 
     pub(super) fn volume(&self, id: &str) -> Option<&Volume> {
-        self.volumes.get(self.volume_keys.get(id)?)
+        self.volumes.get(self.volume_keys.get(id)?).map(|v| &**v)
     }
 
     pub(super) fn volume_mut(&mut self, id: &str) -> Option<&mut Volume> {
-        self.volumes.get_mut(self.volume_keys.get(id)?)
+        self.volumes
+            .get_mut(self.volume_keys.get(id)?)
+            .map(Arc::make_mut)
     }
 
     /// Records droplet `droplet` on volume `id` (the droplet side is the caller's).
@@ -171,7 +181,7 @@ impl Cloud {
         let key = self.next_volume_key;
         self.next_volume_key += 1;
         self.volume_keys.insert(v.id.clone(), key);
-        self.volumes.insert(key, v);
+        self.volumes.insert(key, Arc::new(v));
         Ok((201, Some(json!({ "volume": json }))))
     }
 
@@ -182,8 +192,7 @@ impl Cloud {
 
     pub fn list_volumes(&self, name: Option<&str>, region: Option<&str>, page: &Page) -> Value {
         let matching: Vec<&Volume> = self
-            .volumes
-            .values()
+            .volumes()
             .filter(|v| name.is_none_or(|n| v.name == n))
             .filter(|v| region.is_none_or(|r| v.region == r))
             .collect();
@@ -223,8 +232,7 @@ impl Cloud {
             )));
         }
         let d = self
-            .droplets
-            .get_mut(&droplet_id)
+            .droplet_mut(droplet_id)
             .ok_or_else(|| ApiError::unprocessable(format!("droplet {droplet_id} not found")))?;
         let action = match kind.as_str() {
             "attach" => {
