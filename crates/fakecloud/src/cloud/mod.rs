@@ -127,3 +127,63 @@ pub fn iso(ms: u64) -> String {
         .format("%Y-%m-%dT%H:%M:%SZ")
         .to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+    use serde_json::{Value, json};
+
+    use super::{Cloud, Page};
+    use crate::config::Config;
+
+    fn page() -> Page {
+        Page {
+            page: 1,
+            per_page: 200,
+            base: String::new(),
+        }
+    }
+
+    /// A snapshot's JSON is the plain state; loading it rebuilds the indexes (tags, volume
+    /// ids) and keeps the volumes' creation order.
+    #[test]
+    fn snapshot_round_trip_rebuilds_the_indexes() {
+        let mut c = Cloud::default();
+        let config = Config::instant();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let body = json!({"names": ["a", "b"], "region": "nyc3", "size": "s-1vcpu-1gb",
+            "image": "ubuntu-24-04-x64", "tags": ["p"]});
+        c.create_droplets(&body, &config, &mut rng, 1, "").unwrap();
+        let mut ids = Vec::new();
+        for name in ["v-2", "v-1"] {
+            let v = json!({"name": name, "size_gigabytes": 1, "region": "nyc3"});
+            let (_, made) = c.create_volume(&v, &config, 1).unwrap();
+            ids.push(made.unwrap()["volume"]["id"].as_str().unwrap().to_string());
+        }
+        let text = serde_json::to_string(&c.snapshot()).unwrap();
+        let plain: Value = serde_json::from_str(&text).unwrap();
+        assert!(plain["volumes"].is_array(), "volumes kept as a list");
+
+        let mut back = Cloud::from_snapshot(&text).unwrap();
+        let listed: Value =
+            serde_json::from_str(&back.list_droplets(Some("p"), None, &page(), 2)).unwrap();
+        assert_eq!(listed["meta"]["total"], 2);
+        assert!(back.get_volume(&ids[1]).is_ok());
+        let names: Vec<Value> = back.list_volumes(None, None, &page())["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["name"].clone())
+            .collect();
+        assert_eq!(names, [json!("v-2"), json!("v-1")], "creation order");
+        back.delete_droplets_by_tag("p").unwrap();
+        assert_eq!(back.droplets().len(), 0);
+        let v = json!({"name": "v-3", "size_gigabytes": 1, "region": "nyc3"});
+        back.create_volume(&v, &config, 3).unwrap();
+        assert_eq!(
+            back.volumes().last().unwrap().name,
+            "v-3",
+            "new keys after the loaded ones"
+        );
+    }
+}
