@@ -1,6 +1,6 @@
 //! Realism knobs: loaded from a TOML file (`--config`), replaceable at run time with
-//! `PUT /_fake/config` (JSON of the same shape). Every field has a default, so a file only
-//! names what it changes.
+//! `PUT /_fake/config` (JSON of the same shape; `snapshot` excepted). Every field has a
+//! default, so a file only names what it changes. Presets live in this crate's `presets/`.
 
 use serde::{Deserialize, Serialize};
 
@@ -33,7 +33,8 @@ pub struct Config {
     /// Droplets carrying this tag but neither a `unique_tag_prefix` nor a `group_tag_prefix` tag
     /// are orphans, as are volumes carrying it that are attached to no droplet.
     pub owner_tag: String,
-    /// Write state here (JSON) when it changes, and load it at start.
+    /// Write state here (JSON) when it changes, and load it at start. Start-up only (the
+    /// command line's `--snapshot` overrides it): `PUT /_fake/config` cannot change it.
     pub snapshot: Option<std::path::PathBuf>,
     /// Check request bodies against DigitalOcean's spec (vendored in this crate's `spec/`)
     /// and answer 400 naming the violations: a contract test for clients.
@@ -77,28 +78,49 @@ impl Config {
         }
     }
 
+    /// DigitalOcean's pace, for benchmarks: `presets/digitalocean.toml` (45 s boot with the
+    /// IP, DO's 250 requests/min and 5 000/hour per token, droplet limit raised to 10 000).
+    pub fn digitalocean() -> Self {
+        Self::from_toml(DIGITALOCEAN).expect("presets/digitalocean.toml parses")
+    }
+
     pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
         toml::from_str(text)
     }
 }
 
+/// The DigitalOcean-like preset (a file, so that `--config` can name it too).
+const DIGITALOCEAN: &str = include_str!("../presets/digitalocean.toml");
+
+/// The phone-home POST, made like the script's `curl -fsS --retry` (see `phone_home`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct PhoneHome {
     pub enabled: bool,
-    /// Attempts of the POST (like `curl --retry`), `retry_delay_ms` apart.
+    /// Attempts in all (curl's `--retry` + 1); transient failures only are retried.
     pub attempts: u32,
+    /// Pause between attempts (curl's `--retry-delay`), or the answer's `Retry-After` if
+    /// longer.
     pub retry_delay_ms: u64,
+    /// Per attempt (curl's `--max-time`).
     pub timeout_ms: u64,
+    /// POSTs under way at once; more wait their turn (a machine pausing between attempts
+    /// holds no slot). Each holds a socket of this process, where real machines each have
+    /// their own: this keeps a wave of thousands of machines within the fake's file
+    /// descriptors.
+    pub max_in_flight: u32,
 }
 
 impl Default for PhoneHome {
+    /// 120 attempts 1 s apart: a machine keeps trying for about 2 minutes while its API is
+    /// briefly down (answering 502/503 or refusing connections).
     fn default() -> Self {
         PhoneHome {
             enabled: true,
-            attempts: 3,
+            attempts: 120,
             retry_delay_ms: 1_000,
             timeout_ms: 5_000,
+            max_in_flight: 256,
         }
     }
 }
@@ -182,5 +204,22 @@ mod tests {
             Config::from_toml("bogus = 1").is_err(),
             "unknown fields are refused"
         );
+    }
+
+    #[test]
+    fn digitalocean_preset_is_do_paced_with_room_for_10_000() {
+        let c = Config::digitalocean();
+        assert_eq!(
+            (
+                c.boot_delay_ms,
+                c.boot_jitter_ms,
+                c.ip_delay_ms,
+                c.rate_limit_per_minute,
+                c.rate_limit_per_hour,
+                c.droplet_limit
+            ),
+            (45_000, 0, 45_000, 250, 5_000, 10_000)
+        );
+        assert_eq!(c.phone_home, PhoneHome::default());
     }
 }

@@ -4,24 +4,38 @@
 //! volume actions, volumes, SSH keys, tags, regions/sizes/images, account) with DigitalOcean's
 //! JSON shapes, status codes, error bodies and `ratelimit-*` headers. Realism knobs live in
 //! [`Config`]: boot delay and jitter, IP-assignment delay, per-token rate limits, quotas and
-//! injected faults. `/_fake/` holds the control routes (`health`, `stats`, `config`, `reset`).
+//! injected faults; [`Config::digitalocean`] is DigitalOcean's pace. `/_fake/` holds the
+//! control routes (`health`, `stats`, `config`, `reset`).
 //!
 //! Phone-home: when a droplet is active with its IP and its `user_data` has a line
 //! `# talis-phone-home: <URL>`, the fake POSTs `{"droplet_id","public_ip","status":"ok"}` to
-//! `<URL>`, as the cloud-init script's `curl -fsS -X POST <URL>` would.
+//! `<URL>`, as the cloud-init script's `curl -fsS --retry` would (transient failures retried,
+//! other refusals final).
+//!
+//! Layout: `cloud` is the state and DigitalOcean's rules without HTTP or clock (one module per
+//! resource); `server` is the HTTP edge (routing, the request steps, DigitalOcean's wire
+//! shapes, control routes); beside them the shared running state (`fake`), fault injection,
+//! rate-limit windows, stats, phone-home and the snapshot file.
 
 mod catalog;
 mod cloud;
 pub mod config;
 pub mod contract;
+mod error;
+mod fake;
+mod faults;
+mod phone_home;
 mod ratelimit;
 mod server;
+mod snapshot;
+mod stats;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use config::{Config, Fault, FaultKind, PhoneHome};
-pub use server::{Fake, PHONE_HOME_MARKER, phone_home_url};
+pub use fake::Fake;
+pub use phone_home::{PHONE_HOME_MARKER, phone_home_url};
 use tokio::net::TcpListener;
 
 /// Serves the fake on `listener` until `shutdown` resolves, then writes the snapshot (if any).

@@ -343,3 +343,74 @@ async fn control_routes_replace_config_and_reset() {
     assert_eq!(s["droplets"]["live"], 0);
     assert_eq!(s["total_calls"], 0);
 }
+
+/// The snapshot path is set at start-up only: the control route cannot point it elsewhere
+/// (it would write the state anywhere on disk).
+#[tokio::test]
+async fn control_route_cannot_move_the_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("state.json");
+    let elsewhere = dir.path().join("elsewhere.json");
+    let (mut fc, _d) = launch("boot_delay_ms = 0\n", Some(snap.clone())).await;
+    let c = http();
+    let put = |body: Value| {
+        c.put(format!("{}/_fake/config", fc.base_url))
+            .json(&body)
+            .send()
+    };
+    let r = put(json!({"snapshot": elsewhere, "boot_delay_ms": 5}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let e: Value = r.json().await.unwrap();
+    assert!(
+        e["message"].as_str().unwrap().starts_with("snapshot:"),
+        "names the field: {e}"
+    );
+    // Refused whole; the same path, or none named, is accepted and keeps it.
+    let cfg: Value = c
+        .get(format!("{}/_fake/config", fc.base_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cfg["boot_delay_ms"], 0);
+    assert_eq!(put(json!({"snapshot": snap})).await.unwrap().status(), 200);
+    let r = put(json!({"boot_delay_ms": 0})).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["snapshot"], json!(snap));
+
+    let r = create(
+        &fc,
+        json!({"name": "k", "region": "nyc3", "size": "s-1vcpu-1gb", "image": "ubuntu-24-04-x64"}),
+    )
+    .await;
+    assert_eq!(r.status(), 202);
+    fc.service.stop(Duration::from_secs(5)).await.unwrap();
+    assert!(snap.exists(), "the state is still written where it was");
+    assert!(!elsewhere.exists(), "and nowhere else");
+}
+
+/// `TALIS_LOG_FORMAT=json` (or `--log-format json`): one JSON object per log line.
+#[tokio::test]
+async fn logs_as_json_lines_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spec, _url) = talis_stack::fakecloud::spec(&Options::default(), dir.path());
+    let spec = spec.env("TALIS_LOG_FORMAT", "json");
+    let log = spec.log.clone();
+    let mut service = talis_stack::process::Service::start(spec).await.unwrap();
+    service.stop(Duration::from_secs(5)).await.unwrap();
+    let text = std::fs::read_to_string(log).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "fakecloud listening" && l["level"] == "INFO"),
+        "{text}"
+    );
+}

@@ -316,7 +316,7 @@ fn req_name(req: &Value) -> String {
 }
 
 /// Peak resident set size (`VmHWM`) of a process, in MiB.
-fn peak_rss_mib(pid: Option<u32>) -> f64 {
+pub(super) fn peak_rss_mib(pid: Option<u32>) -> f64 {
     let Some(pid) = pid else { return 0.0 };
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()

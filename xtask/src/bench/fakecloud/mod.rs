@@ -2,7 +2,12 @@
 //! bottleneck of end-to-end benchmarks. A release `fakecloud` (and, for comparison, the debug
 //! build the tests use) is loaded by `wrk` on loopback with the calls a workflow makes: a small
 //! authenticated GET, one droplet, the by-tag poll of a 100-droplet project (one page of 200),
-//! and single creates. Rate limits are lifted for the run; boot delay is 0.
+//! and single creates. Rate limits are lifted for the run; boot delay is 0. Then `scale`: one
+//! project of 10 000 droplets, created, polled, phoning home and deleted (see its doc).
+//!
+//! `BENCH_FAKECLOUD_ONLY=wrk` or `=scale` runs one part.
+
+mod scale;
 
 use std::time::Duration;
 
@@ -34,12 +39,18 @@ fn auth_script(extra: &str) -> String {
     format!("wrk.headers[\"Authorization\"] = \"Bearer {TOKEN}\"\n{extra}")
 }
 
-async fn start(dir: &std::path::Path, release: bool) -> Result<FakeCloud> {
+async fn start(
+    dir: &std::path::Path,
+    release: bool,
+    config: &str,
+    snapshot: Option<std::path::PathBuf>,
+) -> Result<FakeCloud> {
     let cfg = dir.join("bench.toml");
-    std::fs::write(&cfg, CONFIG)?;
+    std::fs::write(&cfg, config)?;
     let (mut spec, base_url) = talis_stack::fakecloud::spec(
         &Options {
             config: Some(cfg),
+            snapshot,
             ..Options::default()
         },
         dir,
@@ -116,7 +127,7 @@ fn print_row(name: &str, conns: u32, s: &Stats) {
 }
 
 pub fn run() -> Result<()> {
-    ensure_wrk()?;
+    let only = std::env::var("BENCH_FAKECLOUD_ONLY").unwrap_or_default();
     let mut build = cargo();
     build.args(["build", "--release", "-p", "fakecloud"]);
     run_cmd(build)?;
@@ -124,8 +135,25 @@ pub fn run() -> Result<()> {
     build.args(["build", "-p", "fakecloud"]);
     run_cmd(build)?;
     let dir = talis_stack::target_dir().join("bench/fakecloud");
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let rt = tokio::runtime::Runtime::new()?;
+    if only != "scale" {
+        wrk_part(&rt, &dir)?;
+    }
+    if only != "wrk" {
+        let snapshot = Some(dir.join("scale-state.json"));
+        let mut fc = rt.block_on(start(&dir, true, &scale::config(), snapshot))?;
+        let pid = fc.service.pid();
+        rt.block_on(scale::run(&fc, pid))?;
+        rt.block_on(fc.service.stop(Duration::from_secs(30)))?;
+    }
+    Ok(())
+}
+
+/// Requests/s of the calls a workflow makes, under wrk.
+fn wrk_part(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> Result<()> {
+    ensure_wrk()?;
 
     println!(
         "\nfakecloud under wrk on loopback (rate limits lifted, boot 0); last column: vs DO's 250/min"
@@ -134,7 +162,7 @@ pub fn run() -> Result<()> {
         "{:<36} {:>5} {:>10} {:>8} {:>8} {:>11}",
         "release build", "conns", "req/s", "p50 ms", "p99 ms", "headroom"
     );
-    let mut fc = rt.block_on(start(&dir, true))?;
+    let mut fc = rt.block_on(start(dir, true, CONFIG, None))?;
     let droplet = rt.block_on(seed(&fc))?;
     let script = dir.join("bench.lua");
     for sc in scenarios(droplet) {
@@ -157,7 +185,7 @@ pub fn run() -> Result<()> {
     rt.block_on(fc.service.stop(Duration::from_secs(5)))?;
 
     println!("{:<36}", "debug build (what tests start)");
-    let mut fc = rt.block_on(start(&dir, false))?;
+    let mut fc = rt.block_on(start(dir, false, CONFIG, None))?;
     let droplet = rt.block_on(seed(&fc))?;
     for sc in scenarios(droplet).into_iter().take(3) {
         std::fs::write(&script, &sc.script)?;
