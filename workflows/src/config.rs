@@ -41,11 +41,18 @@ pub struct Config {
     /// workflows (1 to 1000).
     #[arg(long, env = "TALIS_CHUNK_SIZE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub chunk_size: u32,
+    /// Seconds between two housekeeping ticks (reconcile sweep, event retention).
+    #[arg(long, env = "TALIS_HOUSEKEEPING_SECS", default_value_t = 300)]
+    pub housekeeping_secs: u64,
 }
 
 impl Config {
     pub fn provision_timeout(&self) -> Duration {
         Duration::from_secs(self.provision_timeout_secs)
+    }
+
+    pub fn housekeeping_every(&self) -> Duration {
+        Duration::from_secs(self.housekeeping_secs.max(1))
     }
 
     pub fn poll_max(&self) -> Duration {

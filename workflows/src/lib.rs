@@ -8,6 +8,7 @@
 
 mod chunk;
 pub mod config;
+pub mod housekeeping;
 pub mod plan;
 mod policy;
 pub mod rpc;
@@ -21,6 +22,7 @@ use anyhow::Result;
 use talis_provider::Provider;
 
 pub use chunk::TaskChunk;
+pub use housekeeping::Housekeeping;
 pub use task::TaskWorkflow;
 
 use config::Config;

@@ -8,7 +8,7 @@ use restate_sdk::prelude::*;
 use tracing::{info, warn};
 
 use talis_workflows::config::Config;
-use talis_workflows::{App, TaskChunk, TaskWorkflow};
+use talis_workflows::{App, Housekeeping, TaskChunk, TaskWorkflow};
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -25,7 +25,8 @@ async fn main() -> Result<()> {
     let endpoint = restate_sdk::hyper::HyperEndpoint::new(
         Endpoint::builder()
             .bind(TaskWorkflow(app.clone()))
-            .bind(TaskChunk(app))
+            .bind(TaskChunk(app.clone()))
+            .bind(Housekeeping(app))
             .build(),
     );
     let listener = tokio::net::TcpListener::bind(listen)

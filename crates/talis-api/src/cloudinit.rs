@@ -137,7 +137,7 @@ pub fn user_data(
              ip=$(curl -fsS http://169.254.169.254/metadata/v1/interfaces/public/0/ipv4/address)\n",
         );
         s.push_str(&format!(
-            "curl -fsS --retry 20 --retry-all-errors -X POST -H 'content-type: application/json' \
+            "curl -fsS --retry 120 --retry-delay 1 --retry-connrefused -X POST -H 'content-type: application/json' \
              -d \"{{\\\"droplet_id\\\": $id, \\\"public_ip\\\": \\\"$ip\\\", \\\"status\\\": \\\"$status\\\"}}\" \
              '{url}'\n"
         ));

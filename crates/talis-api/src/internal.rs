@@ -172,6 +172,29 @@ pub struct LiveInstances {
     pub live: Vec<InstanceId>,
 }
 
+/// `reconcile.record`: what the reconcile sweep destroyed (an event of the deployment).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema, Validate)]
+pub struct ReconcileRecord {
+    #[garde(length(max = 10_000))]
+    pub destroyed: Vec<String>,
+    #[garde(length(max = 10_000))]
+    pub names: Vec<String>,
+}
+
+/// `event.purge`: deletes events older than the retention (`event_retention_days`), at most
+/// `limit` at a time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema, Validate)]
+pub struct EventPurge {
+    #[garde(range(min = 1, max = 100_000))]
+    pub limit: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Purged {
+    pub deleted: u32,
+    pub retention_days: u32,
+}
+
 /// `deployment.get`: this deployment's identity and public URL (the reconcile sweep runs
 /// without a task to learn them from).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema, Validate)]

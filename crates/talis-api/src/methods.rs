@@ -145,6 +145,10 @@ macro_rules! internal_methods {
             TaskTransitionAll task_transition_all "task.transitionAll" Internal Write ($crate::internal::TaskTransitionAll) -> ($crate::internal::TransitionsCounted);
             /// Which of these instances may still have a machine (the reconcile sweep).
             InstanceLive instance_live "instance.live" Internal Read ($crate::internal::InstanceLive) -> ($crate::internal::LiveInstances);
+            /// Record what the reconcile sweep destroyed.
+            ReconcileRecord reconcile_record "reconcile.record" Internal Write ($crate::internal::ReconcileRecord) -> (());
+            /// Delete events past the retention.
+            EventPurge event_purge "event.purge" Internal Write ($crate::internal::EventPurge) -> ($crate::internal::Purged);
             /// This deployment's identity and public URL.
             DeploymentGet deployment_get "deployment.get" Internal Read ($crate::internal::DeploymentGet) -> ($crate::internal::Deployment);
             /// Apply a legal instance transition (same status: no-op; illegal: 409 `illegal_transition`).

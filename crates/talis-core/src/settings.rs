@@ -24,6 +24,11 @@ pub const MAX_PROJECTS_PER_OWNER: &str = "max_projects_per_owner";
 pub const MAX_API_KEYS_PER_OWNER: &str = "max_api_keys_per_owner";
 pub const MAX_SSH_KEYS_PER_OWNER: &str = "max_ssh_keys_per_owner";
 
+/// Days events are kept before the housekeeping workflow deletes them (default 30).
+pub const EVENT_RETENTION_DAYS: &str = "event_retention_days";
+/// Default of [`EVENT_RETENTION_DAYS`].
+pub const DEFAULT_EVENT_RETENTION_DAYS: u32 = 30;
+
 /// All variables, in the order `spin.toml` declares them.
 pub const ALL: &[&str] = &[
     ADMIN_API_KEY,
@@ -36,4 +41,5 @@ pub const ALL: &[&str] = &[
     MAX_PROJECTS_PER_OWNER,
     MAX_API_KEYS_PER_OWNER,
     MAX_SSH_KEYS_PER_OWNER,
+    EVENT_RETENTION_DAYS,
 ];

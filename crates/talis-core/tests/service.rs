@@ -20,6 +20,7 @@ fn cfg() -> Config {
         restate_ui_url: "http://restate.test:9070".into(),
         deployment: "test-deployment".into(),
         quotas: Default::default(),
+        event_retention_days: 30,
     }
 }
 

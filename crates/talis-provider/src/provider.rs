@@ -65,6 +65,9 @@ pub trait Provider: Send + Sync {
     /// machine). Ok for those that have none.
     async fn delete_machines(&self, project_id: &str, instance_ids: &[String]) -> Result<()>;
 
+    /// Destroys one machine by its provider id. Ok if it is already gone.
+    async fn delete_machine(&self, provider_ref: &str) -> Result<()>;
+
     /// Destroys every machine and volume of a project (by tag). Ok if there are none.
     async fn delete_project(&self, project_id: &str) -> Result<()>;
 

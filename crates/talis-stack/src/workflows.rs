@@ -166,8 +166,8 @@ impl FullStack {
         .await?;
         let api_port = free_port();
         let api_url = format!("http://127.0.0.1:{api_port}");
-        let internal_secret = "e2e-internal-secret".to_string();
-        let admin_key = "e2e-admin-key".to_string();
+        let internal_secret = "e2e-internal-secret-at-least-32-chars".to_string();
+        let admin_key = "e2e-admin-key-of-at-least-32-characters".to_string();
         let mut wo = Options::new(&api_url, &internal_secret, &fake.base_url, "e2e-do-token");
         wo.env = vec![
             (

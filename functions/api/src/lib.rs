@@ -79,6 +79,10 @@ fn settings() -> Settings {
                 .to_owned(),
             deployment: variable(settings::DEPLOYMENT_ID),
             quotas: quotas(),
+            event_retention_days: number(
+                settings::EVENT_RETENTION_DAYS,
+                settings::DEFAULT_EVENT_RETENTION_DAYS,
+            ),
         },
         restate_ingress_url: variable(settings::RESTATE_INGRESS_URL)
             .trim_end_matches('/')
@@ -102,22 +106,22 @@ fn request_id(presented: Option<&str>) -> String {
     }
 }
 
-/// Every owner's default quotas: a variable that is unset keeps the built-in default, one that
-/// is not a number is reported and keeps it too.
+/// A numeric variable: unset keeps `default`, and so does one that is not a number (reported).
+fn number(name: &str, default: u32) -> u32 {
+    let v = variable(name);
+    if v.is_empty() {
+        return default;
+    }
+    v.parse().unwrap_or_else(|_| {
+        eprintln!("talis: variable {name} = {v:?} is not a number; using the default {default}");
+        default
+    })
+}
+
+/// Every owner's default quotas (unset variables keep the built-in defaults).
 fn quotas() -> talis_api::Quotas {
     let d = talis_api::Quotas::default();
-    let read = |name: &str, default: u32| {
-        let v = variable(name);
-        if v.is_empty() {
-            return default;
-        }
-        v.parse().unwrap_or_else(|_| {
-            eprintln!(
-                "talis: variable {name} = {v:?} is not a number; using the default {default}"
-            );
-            default
-        })
-    };
+    let read = number;
     talis_api::Quotas {
         max_instances: read(settings::MAX_INSTANCES_PER_OWNER, d.max_instances),
         max_projects: read(settings::MAX_PROJECTS_PER_OWNER, d.max_projects),

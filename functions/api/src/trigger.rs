@@ -12,12 +12,18 @@ const SWEEP_MIN_AGE_SECS: i64 = 5;
 const SWEEP_BATCH: i64 = 5;
 
 async fn post(url: String, body: Vec<u8>) -> Option<u16> {
-    let req = Request::builder()
-        .method(Method::Post)
+    post_with(url, body, None).await
+}
+
+async fn post_with(url: String, body: Vec<u8>, idempotency_key: Option<String>) -> Option<u16> {
+    let mut b = Request::builder();
+    b.method(Method::Post)
         .uri(url)
-        .header("content-type", "application/json")
-        .body(body)
-        .build();
+        .header("content-type", "application/json");
+    if let Some(k) = idempotency_key {
+        b.header("idempotency-key", k);
+    }
+    let req = b.body(body).build();
     spin_sdk::http::send::<_, Response>(req)
         .await
         .ok()
@@ -85,9 +91,27 @@ pub(crate) async fn dispatch_and_sweep(settings: &Settings, db: &Db, mut tasks: 
                 .collect::<Vec<_>>(),
         );
     }
+    let dispatched = !tasks.is_empty();
     for task_id in tasks {
         if trigger(ingress, task_id).await {
             let _ = with_service(settings, db, |svc| svc.mark_dispatched(task_id));
         }
     }
+    if dispatched {
+        kick_housekeeping(settings).await;
+    }
+}
+
+/// Makes sure the deployment's housekeeping tick chain (reconcile sweep, event retention) is
+/// alive: a kick at most once per hour (the idempotency key), which returns at once when the
+/// chain is running.
+async fn kick_housekeeping(settings: &Settings) {
+    let hour = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 3600);
+    let url = format!(
+        "{}/Housekeeping/{}/tick/send",
+        settings.restate_ingress_url, settings.core.deployment
+    );
+    let _ = post_with(url, b"false".to_vec(), Some(format!("housekeeping-{hour}"))).await;
 }

@@ -21,7 +21,7 @@ use talis_core::{Config, Error, Service};
 
 use super::host::{Stats, wrk};
 
-const ADMIN_KEY: &str = "bench-admin-key";
+const ADMIN_KEY: &str = "bench-admin-key-of-at-least-32-characters";
 /// Connections of the throughput run (the machine has 2 cores).
 const CLIENTS: u32 = 2;
 const BIG_RUNS: usize = 3;

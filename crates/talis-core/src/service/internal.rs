@@ -6,10 +6,10 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use talis_api::decode::Valid;
 use talis_api::internal::{
     ChunkPlan, ChunkRange, ClaimedInstance, ClaimedRequest, ClaimedTask, Deployment, DeploymentGet,
-    EventRecorded, FailedInstance, InstanceLive, InstanceTransition, InstanceTransitionBatch,
-    LiveInstances, Progress, Refusal, TaskChunk, TaskClaim, TaskEventRecord, TaskFinish,
-    TaskInstanceTransition, TaskProgress, TaskTransitionAll, TransitionResult, TransitionsApplied,
-    TransitionsCounted, Watched,
+    EventPurge, EventRecorded, FailedInstance, InstanceLive, InstanceTransition,
+    InstanceTransitionBatch, LiveInstances, Progress, Purged, ReconcileRecord, Refusal, TaskChunk,
+    TaskClaim, TaskEventRecord, TaskFinish, TaskInstanceTransition, TaskProgress,
+    TaskTransitionAll, TransitionResult, TransitionsApplied, TransitionsCounted, Watched,
 };
 use talis_api::{
     Instance, InstanceId, InstanceStatus, Project, ProjectId, Provider, SshPublicKey, Task,
@@ -20,7 +20,7 @@ use super::Service;
 use super::events::On;
 use crate::db::{Row, RowExt, Value};
 use crate::{Error, Result, now, rows};
-use talis_api::events::{EventBody, InstanceStatusData, ProviderStepData};
+use talis_api::events::{EventBody, InstanceStatusData, ProviderStepData, ReconcileData};
 
 /// A text column without copying it ("" when it is not text).
 fn text_ref(r: &[Value], i: usize) -> &str {
@@ -166,6 +166,23 @@ impl Service<'_> {
         )?;
         Ok(LiveInstances {
             live: rows.iter().map(|r| InstanceId::from_db(r.int(0))).collect(),
+        })
+    }
+
+    pub(super) fn reconcile_record(&self, p: Valid<ReconcileRecord>) -> Result<()> {
+        let body = EventBody::Reconcile(ReconcileData {
+            destroyed: p.destroyed.clone(),
+            names: p.names.clone(),
+        });
+        self.tx(|| self.record_event(On::default(), &body, None).map(drop))
+    }
+
+    pub(super) fn event_purge(&self, p: Valid<EventPurge>) -> Result<Purged> {
+        let days = self.cfg.event_retention_days;
+        let deleted = self.purge_events(days, i64::from(p.limit))? as u32;
+        Ok(Purged {
+            deleted,
+            retention_days: days,
         })
     }
 

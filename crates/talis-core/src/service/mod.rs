@@ -43,6 +43,8 @@ pub struct Config {
     pub deployment: String,
     /// Every owner's default quotas.
     pub quotas: talis_api::Quotas,
+    /// Days events are kept (`event_retention_days`).
+    pub event_retention_days: u32,
 }
 
 /// What a call produced: the `data` of the answer, and the work to do once it is committed.

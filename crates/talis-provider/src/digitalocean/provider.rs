@@ -414,6 +414,13 @@ impl Provider for DigitalOcean {
         .await
     }
 
+    async fn delete_machine(&self, provider_ref: &str) -> Result<()> {
+        let id: u64 = provider_ref
+            .parse()
+            .map_err(|_| Error::invalid("provider_ref", "not a droplet id"))?;
+        self.delete_droplet(id).await
+    }
+
     async fn delete_project(&self, project_id: &str) -> Result<()> {
         let tag = tags::project(project_id);
         self.delete_droplets_by_tag(&tag).await?;
