@@ -20,10 +20,10 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-/// Host side of the Spin interfaces beyond WASI (see `wit/world.wit`).
+/// Host side of the Spin interfaces beyond WASI (see the top-level `wit/world.wit`).
 mod bindings {
     wasmtime::component::bindgen!({
-        path: "wit",
+        path: "../../wit",
         world: "talis:host/spin-imports",
         imports: { default: async | trappable },
         with: {
