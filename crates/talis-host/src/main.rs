@@ -107,8 +107,10 @@ fn key_value(s: &str) -> Result<(String, String), String> {
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "info,wasmtime=warn,cranelift=warn".into());
+    // Colours only for a person at a terminal, not in log files.
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => logs.init(),

@@ -313,7 +313,7 @@ impl Server {
         let Some(slot) = self.instance_slot().await else {
             let message = Limit::InstanceWait.describe(
                 limits,
-                "no free instance: every slot of the pool stayed busy (--max-instances)",
+                "no free instance: all --max-instances slots stayed busy",
             );
             tracing::warn!(component = %component_id, "{message}");
             let mut r = limited(StatusCode::SERVICE_UNAVAILABLE, message);
