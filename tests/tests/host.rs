@@ -613,3 +613,446 @@ async fn bad_manifest_names_line_and_field() -> Result<()> {
     assert!(err.contains("trigger.http[0].component"), "{err}");
     Ok(())
 }
+
+/// Writes `request` on a raw connection and reads until the host closes it (or `patience`
+/// runs out, which is an error: the host kept the connection open).
+async fn raw_exchange(host: &Host, request: &[u8], patience: Duration) -> Result<String> {
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", host.port)).await?;
+    tcp.write_all(request).await?;
+    let mut answer = Vec::new();
+    tokio::time::timeout(patience, tcp.read_to_end(&mut answer))
+        .await
+        .context("the host kept the connection open")??;
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
+/// The host's metrics, parsed as a Prometheus scraper would.
+async fn scrape(host: &Host, path: &str) -> Result<prometheus_parse::Scrape> {
+    let r = client().get(host.url(path)).send().await?;
+    ensure!(r.status() == 200, "GET {path}: {}", r.status());
+    let ct = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    ensure!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
+    let text = r.text().await?;
+    Ok(prometheus_parse::Scrape::parse(
+        text.lines().map(|l| Ok(l.to_string())),
+    )?)
+}
+
+/// The value of the sample `name` whose labels include `labels` (0 when absent).
+fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+fn with_args(mut o: HostOptions, args: &[&str]) -> HostOptions {
+    o.args.extend(args.iter().map(|a| a.to_string()));
+    o
+}
+
+/// Slowloris: a client that sends part of its headers and then nothing has its connection
+/// closed after the header read timeout; an idle kept-alive connection too.
+#[tokio::test]
+async fn slow_headers_are_cut_off() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let o = with_args(options(dir.path())?, &["--header-read-timeout", "300ms"]);
+    let h = start(&o, dir.path()).await?;
+    let answer = raw_exchange(
+        &h,
+        b"GET /hello HTTP/1.1\r\nhost: localhost\r\nx-slow: 1",
+        Duration::from_secs(15),
+    )
+    .await?;
+    assert!(answer.is_empty(), "{answer}");
+    // A kept-alive connection that goes quiet after one request is closed as well.
+    let answer = raw_exchange(
+        &h,
+        b"GET /hello HTTP/1.1\r\nhost: localhost\r\n\r\n",
+        Duration::from_secs(15),
+    )
+    .await?;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(get(&h, "/hello").await?.0, 200);
+    let m = scrape(&h, "/metrics").await?;
+    assert!(
+        sample(&m, "talis_host_timeouts_total", &[("kind", "header_read")]) >= 2.0,
+        "{:?}",
+        m.samples
+    );
+    Ok(())
+}
+
+/// A client that sends half its body and then nothing gets 408 naming the limit, and the
+/// connection is closed.
+#[tokio::test]
+async fn half_a_body_gets_408() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let o = with_args(options(dir.path())?, &["--body-read-timeout", "300ms"]);
+    let h = start(&o, dir.path()).await?;
+    let answer = raw_exchange(
+        &h,
+        b"POST /echo HTTP/1.1\r\nhost: localhost\r\ncontent-length: 100\r\n\r\n{\"half\":",
+        Duration::from_secs(15),
+    )
+    .await?;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("--body-read-timeout = 300ms"), "{answer}");
+    let m = scrape(&h, "/metrics").await?;
+    assert_eq!(
+        sample(&m, "talis_host_timeouts_total", &[("kind", "body_read")]),
+        1.0
+    );
+    Ok(())
+}
+
+/// A guest that computes forever (epoch interruption) and one blocked in a host call (the
+/// timeout around the whole execution) are stopped at the deadline with 504 naming it; the
+/// host keeps serving.
+#[tokio::test]
+async fn execution_deadline_stops_the_guest() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let o = with_args(options(dir.path())?, &["--execution-deadline", "1s"]);
+    let mut h = start(&o, dir.path()).await?;
+    for path in ["/spin", "/sleep/600000", "/limited/spin"] {
+        let (status, body) = get(&h, path).await?;
+        assert_eq!(status, 504, "{path}: {body}");
+        assert!(body.contains("--execution-deadline = 1s"), "{path}: {body}");
+        assert_eq!(get(&h, "/hello").await?, (200, "hello, world".into()));
+    }
+    // A request within the deadline is untouched.
+    assert_eq!(get(&h, "/sleep/10").await?, (200, "slept".into()));
+    assert!(h.service.is_running());
+    let m = scrape(&h, "/metrics").await?;
+    let hits = |c| {
+        sample(
+            &m,
+            "talis_host_execution_deadline_hits_total",
+            &[("component", c)],
+        )
+    };
+    assert_eq!((hits("main"), hits("limited")), (2.0, 1.0));
+    assert_eq!(
+        sample(
+            &m,
+            "talis_host_requests_total",
+            &[("route", "/..."), ("status", "504")]
+        ),
+        2.0
+    );
+    assert_eq!(sample(&m, "talis_host_guest_traps_total", &[]), 0.0);
+    Ok(())
+}
+
+/// An outbound service that accepts the connection and never answers: the guest gets an
+/// error after the host's first-byte timeout (not wasi-http's 600 s), the log names the limit.
+#[tokio::test]
+async fn outbound_first_byte_timeout() -> Result<()> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s); // accepted, read by nobody, never answered
+        }
+    });
+    let dir = tempfile::tempdir()?;
+    let o = options(dir.path())?.variable("allowed_origin", format!("http://127.0.0.1:{port}"));
+    let o = with_args(o, &["--outbound-first-byte-timeout", "500ms"]);
+    let h = start(&o, dir.path()).await?;
+    let r = client()
+        .get(h.url("/outbound"))
+        .header(
+            "x-target",
+            format!("http://127.0.0.1:{port}/slow?token=not-logged"),
+        )
+        .send()
+        .await?;
+    assert_eq!(r.status(), 502);
+    let v: Value = r.json().await?;
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("ConnectionReadTimeout"),
+        "{v}"
+    );
+    let log = h.service.log_tail(100);
+    assert!(
+        log.contains("--outbound-first-byte-timeout = 500ms"),
+        "{log}"
+    );
+    assert!(!log.contains("not-logged"), "outbound path logged:\n{log}");
+    let m = scrape(&h, "/metrics").await?;
+    assert_eq!(
+        sample(
+            &m,
+            "talis_host_timeouts_total",
+            &[("kind", "outbound_first_byte")]
+        ),
+        1.0
+    );
+    Ok(())
+}
+
+/// With every instance busy, a request waits at most the instance wait timeout, then gets
+/// 503 with Retry-After naming the limit; once the slot frees up, requests succeed again.
+#[tokio::test]
+async fn instance_wait_is_bounded() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let o = with_args(
+        options(dir.path())?,
+        &["--max-instances", "1", "--instance-wait-timeout", "300ms"],
+    );
+    let h = start(&o, dir.path()).await?;
+    let long = client().get(h.url("/sleep/3000")).send();
+    let long = tokio::spawn(long);
+    // Wait until the long request holds the only slot.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (status, retry_after, body) = loop {
+        let r = client().get(h.url("/hello")).send().await?;
+        let status = r.status().as_u16();
+        let retry_after = r
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap_or_default().to_string());
+        let body = r.text().await?;
+        if status != 200 || Instant::now() > deadline {
+            break (status, retry_after, body);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    assert!(body.contains("--instance-wait-timeout = 300ms"), "{body}");
+    assert_eq!(long.await??.status(), 200);
+    assert_eq!(get(&h, "/hello").await?.0, 200);
+    let m = scrape(&h, "/metrics").await?;
+    assert!(sample(&m, "talis_host_instance_pool_waits_total", &[]) >= 1.0);
+    assert!(sample(&m, "talis_host_instance_pool_wait_seconds_total", &[]) >= 0.3);
+    assert!(
+        sample(
+            &m,
+            "talis_host_timeouts_total",
+            &[("kind", "instance_wait")]
+        ) >= 1.0
+    );
+    Ok(())
+}
+
+/// Beyond --max-connections, a new connection is not served until an open one closes.
+#[tokio::test]
+async fn max_connections_makes_new_connections_wait() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let o = with_args(options(dir.path())?, &["--max-connections", "1"]);
+    let h = start(&o, dir.path()).await?;
+    // The ready probe's connection may still be open: wait until a kept-alive connection of
+    // our own is served, then hold it.
+    let request = b"GET /hello HTTP/1.1\r\nhost: localhost\r\n\r\n";
+    let mut first = tokio::net::TcpStream::connect(("127.0.0.1", h.port)).await?;
+    first.write_all(request).await?;
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(40), first.read(&mut buf)).await??;
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+
+    let mut second = tokio::net::TcpStream::connect(("127.0.0.1", h.port)).await?;
+    second.write_all(request).await?;
+    let waited = tokio::time::timeout(Duration::from_secs(1), second.read(&mut buf)).await;
+    assert!(
+        waited.is_err(),
+        "a second connection was served beyond the limit"
+    );
+    drop(first);
+    let n = tokio::time::timeout(Duration::from_secs(15), second.read(&mut buf)).await??;
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let log = h.service.log_tail(100);
+    assert!(log.contains("--max-connections = 1)"), "{log}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn mount_destination_escaping_the_root_is_refused() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let app = talis_stack::workspace_root().join("tests/components/spin-test");
+    let manifest = dir.path().join("spin.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            r#"spin_manifest_version = 2
+[application]
+name = "escape"
+[[trigger.http]]
+route = "/..."
+component = "main"
+[component.main]
+source = {:?}
+files = [
+  {{ source = {:?}, destination = "/../../../escaped.txt" }},
+]
+"#,
+            wasm()?.display().to_string(),
+            app.join("static/hello.txt").display().to_string()
+        ),
+    )?;
+    let mut o = HostOptions::new(&manifest, "/hello");
+    o.state_dir = Some(dir.path().join("state"));
+    o.ready_timeout = Duration::from_secs(30);
+    let err = start(&o, dir.path()).await.unwrap_err().to_string();
+    assert!(err.contains("line 10"), "{err}");
+    assert!(err.contains("component.main.files"), "{err}");
+    assert!(err.contains("/../../../escaped.txt"), "{err}");
+    // state/files/main/../../../escaped.txt would be the temp directory itself.
+    assert!(!dir.path().join("escaped.txt").exists());
+    Ok(())
+}
+
+/// `GET /metrics` is served by the host: Prometheus text with the expected series, labelled
+/// by the manifest's route pattern (never the raw path), counting the requests made.
+#[tokio::test]
+async fn metrics_count_requests_by_route_pattern() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let h = start(&options(dir.path())?, dir.path()).await?;
+    for path in ["/users/1", "/users/2", "/exact", "/panic"] {
+        get(&h, path).await?;
+    }
+    let m = scrape(&h, "/metrics").await?;
+    let requests = |route, status| {
+        sample(
+            &m,
+            "talis_host_requests_total",
+            &[("route", route), ("status", status)],
+        )
+    };
+    assert_eq!(requests("/users/:id", "200"), 2.0);
+    assert_eq!(requests("/exact", "200"), 1.0);
+    assert_eq!(requests("/...", "500"), 1.0);
+    assert!(
+        m.samples.iter().all(|s| s
+            .labels
+            .get("route")
+            .is_none_or(|r| !r.starts_with("/users/1"))),
+        "a raw path became a label"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "talis_host_request_duration_seconds_count",
+            &[("route", "/users/:id")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        sample(&m, "talis_host_guest_traps_total", &[("component", "main")]),
+        1.0
+    );
+    assert!(sample(&m, "talis_host_connections_open", &[]) >= 1.0);
+    for name in [
+        "talis_host_instance_pool_waits_total",
+        "talis_host_instance_pool_wait_seconds_total",
+        "talis_host_connection_limit_waits_total",
+    ] {
+        assert!(m.samples.iter().any(|s| s.metric == name), "{name} missing");
+    }
+    for help in ["talis_host_execution_deadline_hits", "talis_host_timeouts"] {
+        assert!(
+            m.docs.keys().any(|k| k.starts_with(help)),
+            "{help} not described: {:?}",
+            m.docs.keys()
+        );
+    }
+    // The scrape itself is counted under its own path.
+    let again = scrape(&h, "/metrics").await?;
+    assert!(
+        sample(
+            &again,
+            "talis_host_requests_total",
+            &[("route", "/metrics")]
+        ) >= 1.0
+    );
+    drop(h);
+
+    // Another path, or none: then `/metrics` reaches the app's own route.
+    let dir = tempfile::tempdir()?;
+    let h = start(
+        &with_args(options(dir.path())?, &["--metrics-path", "/_host/metrics"]),
+        dir.path(),
+    )
+    .await?;
+    scrape(&h, "/_host/metrics").await?;
+    let v = get_json(&h, "/metrics").await?;
+    assert_eq!(v["headers"]["spin-path-info"], json!("/metrics"));
+    drop(h);
+    let dir = tempfile::tempdir()?;
+    let h = start(
+        &with_args(options(dir.path())?, &["--no-metrics"]),
+        dir.path(),
+    )
+    .await?;
+    let v = get_json(&h, "/metrics").await?;
+    assert_eq!(v["headers"]["spin-path-info"], json!("/metrics"));
+    Ok(())
+}
+
+/// Spin's reserved routes, answered before the app's `/...` catch-all.
+#[tokio::test]
+async fn well_known_health_and_info() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let h = start(&options(dir.path())?, dir.path()).await?;
+    assert_eq!(
+        get(&h, "/.well-known/spin/health").await?,
+        (200, "OK".into())
+    );
+    let info = get_json(&h, "/.well-known/spin/info").await?;
+    assert_eq!(info, json!({"name": "spin-test", "version": "0.1.0"}));
+    assert_eq!(get(&h, "/.well-known/spin/other").await?.0, 404);
+    Ok(())
+}
+
+/// `--log-format json`: every line the host writes is a JSON object, component output
+/// included; variable values (secrets) are never logged.
+#[tokio::test]
+async fn json_logs() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let o = with_args(options(dir.path())?, &["--log-format", "json"]);
+    let h = start(&o, dir.path()).await?;
+    assert_eq!(get(&h, "/log/marker-json-5e1").await?.0, 200);
+    assert_eq!(get(&h, "/var/api_token").await?, (200, "s3cret".into()));
+    assert_eq!(get(&h, "/panic").await?.0, 500);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = h.service.log_tail(10_000);
+        let lines: Vec<Value> = log
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).with_context(|| format!("not JSON: {l}")))
+            .collect::<Result<_>>()?;
+        assert!(!log.contains("s3cret"), "a secret was logged:\n{log}");
+        let guest = lines.iter().find(|v| {
+            v["message"] == json!("spin-test stderr: marker-json-5e1")
+                && v["component"] == json!("main")
+        });
+        if guest.is_some() && lines.iter().any(|v| v["message"] == json!("serving")) {
+            assert!(lines.iter().all(|v| v["level"].is_string()));
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "expected log lines missing:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
@@ -14,8 +14,11 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 use wasmtime_wasi_http::WasiHttpCtx;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
+use crate::guest_output::GuestOutput;
 use crate::kv::{KvFile, KvStore};
+use crate::limits::Limits;
 use crate::manifest::{self, FileMount, Manifest};
+use crate::metrics::Metrics;
 use crate::outbound::{AllowedHost, AllowedHosts};
 use crate::routes::Router;
 use crate::sqlite::{Database, Location};
@@ -34,6 +37,8 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Size of the instance pool: the most requests served at the same time.
     pub max_instances: u32,
+    /// Components' stdout/stderr as log events (JSON logs) instead of the host's own streams.
+    pub guest_output_as_logs: bool,
 }
 
 pub struct LoadedComponent {
@@ -42,10 +47,13 @@ pub struct LoadedComponent {
     env: Vec<(String, String)>,
     /// (host directory, guest path)
     mounts: Vec<(PathBuf, String)>,
+    guest_output_as_logs: bool,
 }
 
 pub struct App {
     pub name: String,
+    /// `[application] version`, for `/.well-known/spin/info`.
+    pub version: Option<String>,
     pub engine: Engine,
     pub router: Router,
     pub components: HashMap<String, LoadedComponent>,
@@ -54,9 +62,20 @@ pub struct App {
 
 impl LoadedComponent {
     /// Fresh per-request state; cheap (no file I/O beyond opening the mounted directories).
-    pub fn new_state(&self, app: &Arc<AppResources>) -> Result<HostState> {
+    pub fn new_state(
+        &self,
+        app: &Arc<AppResources>,
+        limits: &Arc<Limits>,
+        metrics: &Arc<Metrics>,
+    ) -> Result<HostState> {
         let mut wasi = WasiCtxBuilder::new();
-        wasi.envs(&self.env).inherit_stdout().inherit_stderr();
+        wasi.envs(&self.env);
+        if self.guest_output_as_logs {
+            wasi.stdout(GuestOutput::stdout(&self.config.id))
+                .stderr(GuestOutput::stderr(&self.config.id));
+        } else {
+            wasi.inherit_stdout().inherit_stderr();
+        }
         for (host, guest) in &self.mounts {
             wasi.preopened_dir(host, guest, FsPerms::ReadOnly)
                 .map_err(|e| anyhow::anyhow!("mounting {}: {e}", host.display()))?;
@@ -67,6 +86,8 @@ impl LoadedComponent {
             table: ResourceTable::new(),
             hooks: OutboundHooks {
                 component: self.config.clone(),
+                limits: limits.clone(),
+                metrics: metrics.clone(),
             },
             component: self.config.clone(),
             app: app.clone(),
@@ -115,9 +136,16 @@ fn load_runtime_config(path: &Path) -> Result<RuntimeConfig> {
     Ok(rc)
 }
 
+/// How often the epoch ticker advances the engine's epoch: the granularity of the execution
+/// deadline, and how often a computing guest yields its worker thread to other tasks (as Spin).
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
 pub fn engine(max_instances: u32) -> Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model(true);
+    // Compiled code checks the epoch at function entries and loop headers, so a guest that
+    // never calls the host can still be stopped (see `Server::run`).
+    config.epoch_interruption(true);
     let mut pool = PoolingAllocationConfig::default();
     // A component instance holds a few core instances (the module plus adapter shims).
     pool.total_component_instances(max_instances)
@@ -135,7 +163,21 @@ pub fn engine(max_instances: u32) -> Result<Engine> {
         // actually touched instead of memset-ing the whole resident 4 MiB on every request.
         .pagemap_scan(Enabled::Auto);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    Engine::new(&config).map_err(|e| anyhow::anyhow!("creating the wasmtime engine: {e}"))
+    let engine =
+        Engine::new(&config).map_err(|e| anyhow::anyhow!("creating the wasmtime engine: {e}"))?;
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("epoch-ticker".into())
+        .spawn(move || {
+            // Ends with the engine.
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .context("starting the epoch ticker thread")?;
+    Ok(engine)
 }
 
 /// Compiles a component, or loads it from the cache of compiled components under the state
@@ -256,6 +298,7 @@ impl App {
                         .chain(opts.env.iter().cloned())
                         .collect(),
                     mounts: mounts(c, &m.dir, &state_dir)?,
+                    guest_output_as_logs: opts.guest_output_as_logs,
                 },
             );
         }
@@ -269,6 +312,7 @@ impl App {
 
         Ok(Self {
             name: m.name,
+            version: m.version,
             engine,
             router,
             components,
@@ -295,8 +339,10 @@ fn component_config(c: &manifest::Component, vars: &AppVariables) -> Result<Comp
             Ok(h) => hosts.push(h),
             // A template may legitimately render to nothing (feature switched off): the
             // entry then allows nothing, and requests to it are denied.
-            Err(e) if entry.contains("{{") => tracing::warn!(
-                "component {}: allowed_outbound_hosts entry {entry:?} (line {line}) renders to {rendered:?}, which allows nothing: {e}",
+            // Neither the rendered value nor the parse error (which quotes it) is logged: the
+            // template may use a secret variable.
+            Err(_) if entry.contains("{{") => tracing::warn!(
+                "component {}: allowed_outbound_hosts entry {entry:?} (line {line}) renders to an invalid host, which allows nothing",
                 c.id
             ),
             Err(e) => bail!(

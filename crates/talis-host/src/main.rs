@@ -1,11 +1,16 @@
 //! `talis-host up`: a Spin-compatible local host for Spin HTTP components on wasmtime.
 //! Same command line, manifest, variables, routing, headers and imports as `spin up`, so the
-//! same `.wasm` and `spin.toml` run here and on Spin.
+//! same `.wasm` and `spin.toml` run here and on Spin. On top of Spin's behaviour it bounds
+//! every wait on clients, guests and outbound services (`limits`), serves Prometheus metrics
+//! (`metrics`) and can log JSON lines.
 
 mod app;
 mod glob;
+mod guest_output;
 mod kv;
+mod limits;
 mod manifest;
+mod metrics;
 mod outbound;
 mod routes;
 mod server;
@@ -20,10 +25,10 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-/// Host side of the Spin interfaces beyond WASI (see `wit/world.wit`).
+/// Host side of the Spin interfaces beyond WASI (see the top-level `wit/world.wit`).
 mod bindings {
     wasmtime::component::bindgen!({
-        path: "wit",
+        path: "../../wit",
         world: "talis:host/spin-imports",
         imports: { default: async | trappable },
         with: {
@@ -72,12 +77,25 @@ struct UpArgs {
     /// Pass an environment variable to all components: KEY=VALUE. Repeatable.
     #[arg(short = 'e', long = "env", value_parser = key_value)]
     env: Vec<(String, String)>,
-    /// Largest request body accepted, in bytes (larger → 413).
-    #[arg(long = "max-request-body", default_value_t = 16 << 20)]
-    max_request_body: usize,
-    /// Most requests handled at the same time (size of the instance pool).
-    #[arg(long = "max-instances", default_value_t = 256)]
-    max_instances: u32,
+    #[command(flatten)]
+    limits: limits::Limits,
+    /// Path where the host serves its Prometheus metrics, before app routing (it shadows an
+    /// app route of the same path).
+    #[arg(long, env = "TALIS_HOST_METRICS_PATH", default_value = "/metrics")]
+    metrics_path: String,
+    /// Do not serve metrics (the path then reaches the app like any other).
+    #[arg(long, env = "TALIS_HOST_NO_METRICS")]
+    no_metrics: bool,
+    /// Log format: `text` (human-readable) or `json` (one JSON object per line, component
+    /// output included).
+    #[arg(long, env = "TALIS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 fn key_value(s: &str) -> Result<(String, String), String> {
@@ -86,15 +104,24 @@ fn key_value(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
 }
 
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,wasmtime=warn,cranelift=warn".into());
+    // Colours only for a person at a terminal, not in log files.
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
+}
+
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,wasmtime=warn,cranelift=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let Cmd::Up(args) = Cli::parse().cmd;
+    let format = args.log_format;
+    init_logs(format);
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -105,7 +132,10 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("Error: {e:#}");
+            match format {
+                LogFormat::Text => eprintln!("Error: {e:#}"),
+                LogFormat::Json => tracing::error!("{e:#}"),
+            }
             std::process::ExitCode::FAILURE
         }
     }
@@ -113,6 +143,7 @@ fn main() -> std::process::ExitCode {
 
 async fn up(args: UpArgs) -> Result<()> {
     let started = std::time::Instant::now();
+    let json = args.log_format == LogFormat::Json;
     let opts = app::Options {
         manifest: args.from,
         runtime_config: args.runtime_config_file,
@@ -120,7 +151,8 @@ async fn up(args: UpArgs) -> Result<()> {
         sqlite: args.sqlite,
         variables: args.variables,
         env: args.env,
-        max_instances: args.max_instances,
+        max_instances: args.limits.max_instances,
+        guest_output_as_logs: json,
     };
     // Compiling components is CPU-bound; keep it off the async workers.
     let app = tokio::task::spawn_blocking(move || app::App::load(&opts)).await??;
@@ -128,17 +160,28 @@ async fn up(args: UpArgs) -> Result<()> {
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    println!("Serving http://{addr}");
-    println!("Available Routes:");
-    for (route, component) in app.router.routes() {
-        println!("  {component}: http://{addr}{route}");
+    // Spin's start-up lines on stdout; with JSON logs, log events instead (every line JSON).
+    if json {
+        tracing::info!(url = %format!("http://{addr}"), "serving");
+        for (route, component) in app.router.routes() {
+            tracing::info!(component, url = %format!("http://{addr}{route}"), "route");
+        }
+    } else {
+        println!("Serving http://{addr}");
+        println!("Available Routes:");
+        for (route, component) in app.router.routes() {
+            println!("  {component}: http://{addr}{route}");
+        }
     }
     tracing::info!("{} ready in {:?}", app.name, started.elapsed());
-    let server = Arc::new(server::Server {
-        app: Arc::new(app),
-        max_body: args.max_request_body,
-        instances: Arc::new(tokio::sync::Semaphore::new(args.max_instances as usize)),
-    });
+    let metrics_path = (!args.no_metrics).then_some(args.metrics_path);
+    let metrics = metrics::Metrics::new(app.components.keys().map(String::as_str));
+    let server = Arc::new(server::Server::new(
+        Arc::new(app),
+        Arc::new(args.limits),
+        Arc::new(metrics),
+        metrics_path,
+    ));
     server.serve(listener, shutdown_signal()).await;
     Ok(())
 }

@@ -44,7 +44,6 @@ struct RawManifest {
 struct RawApplication {
     name: String,
     #[serde(default)]
-    #[allow(dead_code)]
     version: String,
     #[serde(default)]
     #[allow(dead_code)]
@@ -170,6 +169,8 @@ pub struct Manifest {
     /// Directory of the manifest: relative paths in it are relative to this.
     pub dir: PathBuf,
     pub name: String,
+    /// `[application] version`, if given.
+    pub version: Option<String>,
     pub variables: BTreeMap<String, RawVariable>,
     pub components: BTreeMap<String, Component>,
     pub routes: Vec<Route>,
@@ -196,7 +197,7 @@ pub enum FileMount {
     /// A glob (or plain path) relative to the manifest directory, mounted at the same
     /// relative path under `/`.
     Pattern(String),
-    /// A directory or file mounted at `destination`.
+    /// A directory or file mounted at `destination` (absolute, normalised: no `.` or `..`).
     Mount {
         source: PathBuf,
         destination: String,
@@ -405,6 +406,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
     Ok(Manifest {
         dir,
         name: raw.application.name,
+        version: Some(raw.application.version).filter(|v| !v.is_empty()),
         variables,
         components,
         routes,
@@ -535,9 +537,20 @@ fn component(
                         format!("destination {destination:?} must be an absolute path"),
                     ));
                 }
+                // A single file is copied to `<staging>/<destination>` on the host: a
+                // destination above `/` would write outside the staging directory.
+                let Some(normalised) = normalise_destination(&destination) else {
+                    return Err(err(
+                        span,
+                        "files",
+                        format!(
+                            "destination {destination:?} leaves the component's root directory (`..` above `/`)"
+                        ),
+                    ));
+                };
                 files.push(FileMount::Mount {
                     source: dir.join(source),
-                    destination,
+                    destination: normalised,
                 });
             }
         }
@@ -554,6 +567,21 @@ fn component(
         key_value_stores: raw.key_value_stores,
         sqlite_databases: raw.sqlite_databases,
     })
+}
+
+/// `/a/./b/../c` → `/a/c`; `None` when `..` would climb above `/`.
+fn normalise_destination(destination: &str) -> Option<String> {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in destination.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            p => parts.push(p),
+        }
+    }
+    Some(format!("/{}", parts.join("/")))
 }
 
 #[cfg(test)]
@@ -646,6 +674,25 @@ command = "cargo build"
         let e = error_of(&GOOD.replace("{{ greeting }}, world", "{{ nope }}"));
         assert!(
             e.contains("component.web.variables.message") && e.contains("nope"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn mount_destinations_stay_inside_the_root() {
+        for (dest, normalised) in [
+            ("/assets", Some("/assets")),
+            ("/a/./b/../c/", Some("/a/c")),
+            ("/", Some("/")),
+            ("/a/..", Some("/")),
+            ("/../../x", None),
+            ("/a/../../x", None),
+        ] {
+            assert_eq!(normalise_destination(dest).as_deref(), normalised, "{dest}");
+        }
+        let e = error_of(&GOOD.replace("destination = \"/assets\"", "destination = \"/../../x\""));
+        assert!(
+            e.contains("line 25") && e.contains("component.web.files") && e.contains("/../../x"),
             "{e}"
         );
     }

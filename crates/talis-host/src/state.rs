@@ -10,6 +10,8 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpVi
 
 use crate::bindings::{fermyon::spin::variables, wasi::config::store as wasi_config};
 use crate::kv::KvStore;
+use crate::limits::{Limit, Limits};
+use crate::metrics::Metrics;
 use crate::outbound::AllowedHosts;
 use crate::sqlite::Database;
 
@@ -59,10 +61,13 @@ impl WasiHttpView for HostState {
     }
 }
 
-/// Sends a component's outbound request only if `allowed_outbound_hosts` permits it;
-/// otherwise the guest gets `HTTP-request-denied`, as on Spin.
+/// Sends a component's outbound request only if `allowed_outbound_hosts` permits it
+/// (otherwise the guest gets `HTTP-request-denied`, as on Spin), with the guest's timeouts
+/// capped by the host's outbound limits.
 pub struct OutboundHooks {
     pub component: Arc<ComponentConfig>,
+    pub limits: Arc<Limits>,
+    pub metrics: Arc<Metrics>,
 }
 
 type SendFuture = Box<
@@ -74,6 +79,26 @@ type SendFuture = Box<
         > + Send,
 >;
 
+/// `scheme://host:port` of a URI: what logs show of an outbound request (its path and query
+/// may carry tokens).
+fn origin(uri: &http::Uri) -> String {
+    format!(
+        "{}://{}",
+        uri.scheme_str().unwrap_or("?"),
+        uri.authority().map_or("?", |a| a.as_str())
+    )
+}
+
+/// Counts and logs an outbound limit that ran out; the guest gets wasi-http's error code.
+fn outbound_timeout(metrics: &Metrics, limits: &Limits, component: &str, to: &str, limit: Limit) {
+    metrics.timeout(limit);
+    tracing::warn!(
+        component = %component,
+        "outbound request to {to}: {}",
+        limit.describe(limits, "timed out")
+    );
+}
+
 impl WasiHttpHooks for OutboundHooks {
     fn send_request(
         &mut self,
@@ -81,21 +106,48 @@ impl WasiHttpHooks for OutboundHooks {
         options: Option<wasmtime_wasi_http::RequestOptions>,
         _fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> SendFuture {
+        let to = origin(request.uri());
         if !self.component.allowed_hosts.allows_uri(request.uri()) {
             tracing::warn!(
                 component = %self.component.id,
-                "outbound request to {} denied: not in allowed_outbound_hosts",
-                request.uri()
+                "outbound request to {to} denied: not in allowed_outbound_hosts"
             );
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
+        let options = self.limits.cap_outbound(options);
+        let (limits, metrics) = (self.limits.clone(), self.metrics.clone());
+        let component = self.component.id.clone();
         Box::new(async move {
             use http_body_util::BodyExt;
-            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((
-                res.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = _> + Send>,
-            ))
+            use wasmtime_wasi_http::Error;
+            let (res, io) =
+                match wasmtime_wasi_http::default_send_request(request, Some(options)).await {
+                    Ok(sent) => sent,
+                    Err(e) => {
+                        let limit = match e {
+                            Error::ConnectionTimeout => Some(Limit::OutboundConnect),
+                            // Before the response: waiting for its headers.
+                            Error::ConnectionReadTimeout => Some(Limit::OutboundFirstByte),
+                            _ => None,
+                        };
+                        if let Some(limit) = limit {
+                            outbound_timeout(&metrics, &limits, &component, &to, limit);
+                        }
+                        return Err(e);
+                    }
+                };
+            let res = res.map(|body| {
+                body.map_err(move |e| {
+                    // While streaming the body: a pause between two frames.
+                    if matches!(e, Error::ConnectionReadTimeout) {
+                        let limit = Limit::OutboundBetweenBytes;
+                        outbound_timeout(&metrics, &limits, &component, &to, limit);
+                    }
+                    e
+                })
+                .boxed_unsync()
+            });
+            Ok((res, Box::new(io) as Box<dyn Future<Output = _> + Send>))
         })
     }
 }

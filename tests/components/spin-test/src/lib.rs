@@ -1,4 +1,5 @@
-//! Test component exercising the Spin host: routing, headers, SQLite, variables, outbound HTTP, traps.
+//! Test component exercising the Spin host: routing, headers, SQLite, variables, outbound HTTP,
+//! traps and limits (`/spin` computes forever, `/sleep/<ms>` blocks in a host call).
 //!
 //! One component answers on every route of `spin.toml`; it dispatches on `spin-path-info`
 //! (the part below the matched wildcard route), so the same `.wasm` can be mounted under
@@ -58,10 +59,27 @@ async fn handle(req: Request) -> Response {
             eprintln!("spin-test stderr: {rest}");
             text(200, "logged")
         }
+        // Limits: a guest that computes forever, one blocked in a host call (the clock).
+        "spin" => spin_forever(),
+        "sleep" => match rest.parse::<u64>() {
+            Ok(ms) => {
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                text(200, "slept")
+            }
+            Err(e) => text(400, e.to_string()),
+        },
         "panic" => panic!("spin-test: deliberate panic"),
         "trap" => core::arch::wasm32::unreachable(),
         "noresponse" => std::process::exit(3),
         _ => headers(&req),
+    }
+}
+
+/// Never returns and never calls the host: only epoch interruption can stop it.
+fn spin_forever() -> Response {
+    let mut n: u64 = 0;
+    loop {
+        n = std::hint::black_box(n.wrapping_add(1));
     }
 }
 
