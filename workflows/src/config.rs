@@ -41,6 +41,11 @@ pub struct Config {
     /// workflows (1 to 1000).
     #[arg(long, env = "TALIS_CHUNK_SIZE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub chunk_size: u32,
+    /// Restate request-identity public keys (`publickeyv1_…`, comma-separated): when set, the
+    /// endpoint answers only requests signed by a Restate server holding the private key, so
+    /// no other pod can invoke the workflows directly.
+    #[arg(long, env = "TALIS_RESTATE_IDENTITY_KEYS", value_delimiter = ',')]
+    pub restate_identity_keys: Vec<String>,
     /// Seconds between two housekeeping ticks (reconcile sweep, event retention).
     #[arg(long, env = "TALIS_HOUSEKEEPING_SECS", default_value_t = 300)]
     pub housekeeping_secs: u64,

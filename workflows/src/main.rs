@@ -20,15 +20,29 @@ async fn main() -> Result<()> {
         .with_ansi(false)
         .init();
     let config = Config::parse();
+    if !secret_is_strong(&config.internal_secret) {
+        anyhow::bail!(
+            "TALIS_INTERNAL_SECRET is shorter than {} characters: the API would refuse it (set the same long secret on both sides)",
+            talis_api::rules::MIN_SECRET_LEN
+        );
+    }
     let listen = config.listen;
     let app = App::new(config)?;
-    let endpoint = restate_sdk::hyper::HyperEndpoint::new(
-        Endpoint::builder()
-            .bind(TaskWorkflow(app.clone()))
-            .bind(TaskChunk(app.clone()))
-            .bind(Housekeeping(app))
-            .build(),
-    );
+    let mut builder = Endpoint::builder()
+        .bind(TaskWorkflow(app.clone()))
+        .bind(TaskChunk(app.clone()))
+        .bind(Housekeeping(app.clone()));
+    for key in app
+        .config
+        .restate_identity_keys
+        .iter()
+        .filter(|k| !k.trim().is_empty())
+    {
+        builder = builder
+            .identity_key(key.trim())
+            .map_err(|e| anyhow::anyhow!("TALIS_RESTATE_IDENTITY_KEYS: {e:?}"))?;
+    }
+    let endpoint = restate_sdk::hyper::HyperEndpoint::new(builder.build());
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
@@ -55,6 +69,11 @@ async fn main() -> Result<()> {
             }
         });
     }
+}
+
+/// The API counts a shorter internal secret as unset, so every internal call would fail: say so at start.
+fn secret_is_strong(secret: &str) -> bool {
+    secret.chars().count() >= talis_api::rules::MIN_SECRET_LEN
 }
 
 async fn shutdown_signal() {

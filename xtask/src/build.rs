@@ -60,7 +60,26 @@ pub fn all() -> Result<()> {
     binaries(false)
 }
 
+/// `cargo nextest`, installed on first use (the README's test command needs it).
+fn ensure_nextest() -> Result<()> {
+    let mut probe = cargo();
+    probe
+        .args(["nextest", "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if probe.status().is_ok_and(|s| s.success()) {
+        return Ok(());
+    }
+    eprintln!(
+        "cargo-nextest is missing; installing it with `cargo install --locked cargo-nextest` (once, a few minutes)…"
+    );
+    let mut c = cargo();
+    c.args(["install", "--locked", "cargo-nextest"]);
+    run(c).context("installing cargo-nextest failed; install it yourself with `cargo install --locked cargo-nextest`")
+}
+
 pub fn test(extra: &[String]) -> Result<()> {
+    ensure_nextest()?;
     all()?;
     let mut c = cargo();
     c.args(["nextest", "run", "--no-fail-fast"]).args(extra);

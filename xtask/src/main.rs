@@ -2,6 +2,7 @@
 
 mod bench;
 mod build;
+mod fuzz;
 mod up;
 
 use anyhow::Result;
@@ -33,6 +34,8 @@ enum Cmd {
     },
     /// Run the whole stack locally on the fake cloud.
     Up(up::Args),
+    /// Fuzz the API against its served OpenAPI document (schemathesis, fixed seed).
+    FuzzApi,
 }
 
 fn main() -> Result<()> {
@@ -42,5 +45,6 @@ fn main() -> Result<()> {
         Cmd::Lint => build::lint(),
         Cmd::Bench { which } => bench::run(which),
         Cmd::Up(args) => up::run(args),
+        Cmd::FuzzApi => fuzz::run(),
     }
 }

@@ -56,6 +56,9 @@ pub fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     let provider = provider_settings(&args)?;
     if !args.no_build {
+        eprintln!(
+            "building the API component and the binaries (the first build takes several minutes; later ones seconds)…"
+        );
         prepare_toolchain()?;
         build::npm()?;
         build::components()?;

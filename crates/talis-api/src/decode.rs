@@ -60,6 +60,10 @@ impl<T> std::ops::Deref for Valid<T> {
 pub fn decode<T: DeserializeOwned + Validate<Context = ()>>(
     params: Value,
 ) -> Result<Valid<T>, Invalid> {
+    // Params are always an object (serde would otherwise read an array into a struct's fields).
+    if !params.is_object() {
+        return Err(Invalid::field("params", "must be a JSON object"));
+    }
     let value: T = serde_path_to_error::deserialize(params).map_err(serde_error)?;
     check(&value)?;
     Ok(Valid(value))

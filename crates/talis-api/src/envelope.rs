@@ -32,8 +32,8 @@ pub struct RpcResponse {
 
 pub(crate) fn request_id_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
-        "description": "The request's `id`, echoed back: a string or a number.",
-        "oneOf": [{ "type": "string" }, { "type": "number" }]
+        "description": "The request's `id`, echoed back: a string or a number (null: none).",
+        "oneOf": [{ "type": "string", "nullable": true }, { "type": "number" }]
     })
 }
 

@@ -11,7 +11,7 @@ use crate::internal::PhoneHomeBody;
 use crate::methods::{self, MethodInfo};
 use crate::model::Instance;
 use crate::params::{
-    InstanceCreateRequest, InstanceList, InstanceTerminate, Page, PublicIps, TaskListByInstance,
+    InstanceCreate, InstanceList, InstanceTerminate, Page, PublicIps, TaskListByInstance,
 };
 
 /// Statuses every RPC operation may answer with besides 200, each with the envelope.
@@ -146,7 +146,8 @@ pub fn document() -> Value {
     let mut g = SchemaSettings::openapi3().into_generator();
     let rpc_err = to_value(g.subschema_for::<RpcResponse>());
     let slug = to_value(g.subschema_for::<Slug>());
-    let route_err = to_value(g.subschema_for::<RouteError>());
+    // Unknown paths (404) and other methods on a known path (405) answer a `RouteError`.
+    g.subschema_for::<RouteError>();
     let mut paths = Map::new();
 
     for m in methods::public::METHODS {
@@ -183,7 +184,9 @@ pub fn document() -> Value {
         json!({ "summary": summary, "tags": ["rest"], "parameters": list_query,
                 "responses": responses("200", ok.clone(), REST_ERRORS, &slug) })
     };
-    let create_body = to_value(g.subschema_for::<Vec<InstanceCreateRequest>>());
+    // The bare array is `instance.create`'s `instances`, with the same bounds.
+    g.subschema_for::<InstanceCreate>();
+    let create_body = g.definitions()["InstanceCreate"]["properties"]["instances"].clone();
     let terminate_body = to_value(g.subschema_for::<InstanceTerminate>());
     paths.insert(
         "/api/v1/instances".into(),
@@ -238,19 +241,22 @@ pub fn document() -> Value {
     paths.insert("/v1/phone-home/{id}".into(), json!({ "post": {
         "summary": "A machine reports it is up; forwarded to its create workflow", "security": [], "tags": ["machines"],
         "parameters": [id_path_param("id"),
+                       { "name": "task", "in": "query", "required": true, "schema": { "type": "integer", "format": "int64", "minimum": 1 } },
+                       { "name": "exp", "in": "query", "required": true, "schema": { "type": "integer", "format": "int64" } },
                        { "name": "token", "in": "query", "required": true, "schema": { "type": "string" } }],
         "requestBody": { "required": true, "content": json_content(phone) },
         "responses": {
-            "202": { "description": "Forwarded", "content": json_content(slug.clone()) },
+            "202": { "description": "Applied (or a repeat of one applied before)", "content": json_content(slug.clone()) },
             "400": { "description": "Invalid body", "content": json_content(rpc_err.clone()) },
-            "401": { "description": "Bad or expired token", "content": json_content(rpc_err.clone()) },
-            "404": { "description": "No such instance", "content": json_content(rpc_err.clone()) },
-            "409": { "description": "No workflow engine configured", "content": json_content(rpc_err.clone()) },
+            "401": { "description": "Bad token", "content": json_content(rpc_err.clone()) },
+            "403": { "description": "Expired token (past the provision timeout)", "content": json_content(rpc_err.clone()) },
+            "404": { "description": "No such task, or the machine is none of the task's", "content": json_content(rpc_err.clone()) },
+            "409": { "description": "The instance is no longer wanted, or its task is finished", "content": json_content(rpc_err.clone()) },
             "413": { "description": "Body larger than the limit", "content": json_content(rpc_err.clone()) },
-            "502": { "description": "The workflow engine did not take it; retry", "content": json_content(route_err.clone()) },
+            "503": { "description": "The machine is not recorded yet: retry after `Retry-After` seconds", "content": json_content(rpc_err.clone()) },
         } } }));
 
-    json!({
+    let mut doc = json!({
         "openapi": "3.0.3",
         "info": { "title": "Talis API", "version": env!("CARGO_PKG_VERSION"),
                   "description": "Deploy and track fleets of cloud machines. Every call is one database transaction; \
@@ -266,7 +272,32 @@ pub fn document() -> Value {
                 "internalSecret": { "type": "http", "scheme": "bearer", "description": "The internal secret shared with the workflows" }
             }
         }
-    })
+    });
+    bound_unsigned_formats(&mut doc);
+    doc
+}
+
+/// schemars marks unsigned integers with formats OpenAPI does not define (`uint32` …), which
+/// generators and validators ignore; state the range they stand for as `maximum`.
+fn bound_unsigned_formats(v: &mut Value) {
+    match v {
+        Value::Object(o) => {
+            let max = match o.get("format").and_then(Value::as_str) {
+                Some("uint8") => Some(u64::from(u8::MAX)),
+                Some("uint16") => Some(u64::from(u16::MAX)),
+                Some("uint32") | Some("uint") => Some(u64::from(u32::MAX)),
+                Some("uint64") => Some(i64::MAX as u64),
+                _ => None,
+            };
+            if let Some(max) = max {
+                o.entry("maximum").or_insert(json!(max));
+                o.entry("minimum").or_insert(json!(0));
+            }
+            o.values_mut().for_each(bound_unsigned_formats);
+        }
+        Value::Array(a) => a.iter_mut().for_each(bound_unsigned_formats),
+        _ => {}
+    }
 }
 
 #[cfg(test)]

@@ -29,6 +29,9 @@ pub const EVENT_RETENTION_DAYS: &str = "event_retention_days";
 /// Default of [`EVENT_RETENTION_DAYS`].
 pub const DEFAULT_EVENT_RETENTION_DAYS: u32 = 30;
 
+/// Longest an `event.list` long-poll holds its request, in ms (default and maximum 30 000).
+pub const EVENT_WAIT_MAX_MS: &str = "event_wait_max_ms";
+
 /// All variables, in the order `spin.toml` declares them.
 pub const ALL: &[&str] = &[
     ADMIN_API_KEY,
@@ -42,4 +45,5 @@ pub const ALL: &[&str] = &[
     MAX_API_KEYS_PER_OWNER,
     MAX_SSH_KEYS_PER_OWNER,
     EVENT_RETENTION_DAYS,
+    EVENT_WAIT_MAX_MS,
 ];

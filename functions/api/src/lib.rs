@@ -83,6 +83,7 @@ fn settings() -> Settings {
                 settings::EVENT_RETENTION_DAYS,
                 settings::DEFAULT_EVENT_RETENTION_DAYS,
             ),
+            event_wait_max_ms: number(settings::EVENT_WAIT_MAX_MS, talis_api::events::MAX_WAIT_MS),
         },
         restate_ingress_url: variable(settings::RESTATE_INGRESS_URL)
             .trim_end_matches('/')

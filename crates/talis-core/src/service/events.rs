@@ -137,7 +137,8 @@ impl Service<'_> {
         }
         let after: i64 = p.after.as_deref().and_then(|a| a.parse().ok()).unwrap_or(0);
         let limit = i64::from(p.limit.unwrap_or(DEFAULT_LIMIT));
-        let wait = Duration::from_millis(u64::from(p.wait_ms.unwrap_or(0).min(MAX_WAIT_MS)));
+        let cap = self.cfg.event_wait_max_ms.min(MAX_WAIT_MS);
+        let wait = Duration::from_millis(u64::from(p.wait_ms.unwrap_or(0).min(cap)));
         let deadline = Instant::now() + wait;
         loop {
             let page = self.events_after(&filter, &args, after, limit)?;

@@ -45,6 +45,9 @@ pub struct Config {
     pub quotas: talis_api::Quotas,
     /// Days events are kept (`event_retention_days`).
     pub event_retention_days: u32,
+    /// Longest an `event.list` long-poll holds its request (`event_wait_max_ms`, at most
+    /// [`talis_api::events::MAX_WAIT_MS`]).
+    pub event_wait_max_ms: u32,
 }
 
 /// What a call produced: the `data` of the answer, and the work to do once it is committed.
