@@ -33,7 +33,7 @@ pub mod names {
     pub const COMPENSATE: &str = "destroy failed";
     pub const TERMINATE: &str = "terminate";
     pub const DESTROY: &str = "destroy machines";
-    pub const TERMINATED: &str = "terminated";
+    pub const TERMINATED: &str = "machines gone";
     pub const DELETE_PROJECT: &str = "delete project";
     pub const DESTROY_PROJECT: &str = "destroy project";
     pub const FINISH: &str = "finish";

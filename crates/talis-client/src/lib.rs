@@ -325,6 +325,7 @@ fn unwrap_envelope(url: &Url, status: StatusCode, bytes: &[u8]) -> Result<Value>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use talis_api::methods::Method;
 
     fn url() -> Url {
         Url::parse("http://127.0.0.1:1/api/v1/").unwrap()
@@ -395,7 +396,7 @@ mod tests {
             .build()
             .unwrap();
         let err = c
-            .call_value("project.list", &Value::Null)
+            .call_value(talis_api::methods::public::ProjectList::NAME, &Value::Null)
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Connect { attempts: 3, .. }), "{err}");
@@ -417,7 +418,7 @@ mod tests {
         });
         let c = Client::new(format!("http://127.0.0.1:{port}"), None).unwrap();
         let err = c
-            .call_value("project.create", &Value::Null)
+            .call_value(talis_api::methods::public::ProjectCreate::NAME, &Value::Null)
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Transport { .. }), "{err}");

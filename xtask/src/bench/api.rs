@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use talis_api::methods::{Method, public as m};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response};
@@ -80,7 +81,7 @@ impl Client {
 
     async fn create(&self, name: &str, n: u64) -> Result<(i64, f64)> {
         let params = json!({ "name": name, "instances": instances(n) });
-        let (d, ms) = self.call(&self.key, "project.create", &params).await?;
+        let (d, ms) = self.call(&self.key, m::ProjectCreate::NAME, &params).await?;
         Ok((d["task_id"].as_i64().context("task_id")?, ms))
     }
 }
@@ -133,7 +134,7 @@ async fn measure(base: &str, tag: &str, work: &Path) -> Result<Measured> {
     let (user, _) = c
         .call(
             ADMIN_KEY,
-            "user.create",
+            m::UserCreate::NAME,
             &json!({ "username": format!("bench-{tag}") }),
         )
         .await?;

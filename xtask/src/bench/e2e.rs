@@ -14,6 +14,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use talis_api::methods::{Method, public as m};
 use serde_json::{Value, json};
 use talis_stack::workflows::{FullStack, INSTANT_FAKE, StackOptions};
 
@@ -222,7 +223,7 @@ async fn scenario(bin_dir: &std::path::Path, name: &str, s: &Scenario) -> Result
     };
     let project = req_name(&req);
     let started = Instant::now();
-    let created = stack.call("project.create", req).await?;
+    let created = stack.call(m::ProjectCreate::NAME, req).await?;
     let create_answer = started.elapsed();
     let answered = Instant::now();
     let task_id = created["task_id"].as_u64().context("task_id")?;
@@ -238,7 +239,7 @@ async fn scenario(bin_dir: &std::path::Path, name: &str, s: &Scenario) -> Result
             // The host may shed load (e.g. 1 000 phone-homes at once): count, retry next time.
             let page = stack
                 .call(
-                    "project.listInstances",
+                    m::ProjectListInstances::NAME,
                     json!({"name": project, "limit": 1000}),
                 )
                 .await
@@ -261,7 +262,7 @@ async fn scenario(bin_dir: &std::path::Path, name: &str, s: &Scenario) -> Result
                 all_made = Some(answered.elapsed());
             }
         }
-        let t = match stack.call("task.get", json!({"task_id": task_id})).await {
+        let t = match stack.call(m::TaskGet::NAME, json!({"task_id": task_id})).await {
             Ok(t) => t,
             Err(e) => {
                 shed.push(e.to_string());

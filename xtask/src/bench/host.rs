@@ -30,7 +30,7 @@ fn echo_body() -> String {
             })
         })
         .collect();
-    serde_json::json!({"method": "project.create", "params": {"items": items}, "id": 1}).to_string()
+    serde_json::json!({"method": "bench.echo", "params": {"items": items}, "id": 1}).to_string()
 }
 
 #[derive(Clone, Debug)]
