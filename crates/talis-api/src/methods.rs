@@ -98,8 +98,8 @@ macro_rules! public_methods {
             UserDelete user_delete "user.delete" Admin Write ($crate::params::IdRef) -> (());
             /// Store an SSH public key for instances.
             SshKeyCreate sshkey_create "sshkey.create" Owner Write ($crate::params::SshKeyCreate) -> ($crate::model::SshKey);
-            /// The caller's SSH keys (`{rows, pagination}`, see the README on paging).
-            SshKeyList sshkey_list "sshkey.list" Owner Read ($crate::params::OwnerList) -> ($crate::params::Page<$crate::model::SshKey>);
+            /// The caller's SSH keys as a bare array, the original's shape (its Go client decodes `[]SSHKey`). Pages with `limit` and `cursor`: the next page's cursor is the last key's `ID`; a page shorter than `limit` is the last.
+            SshKeyList sshkey_list "sshkey.list" Owner Read ($crate::params::OwnerList) -> (Vec<$crate::model::SshKey>);
             /// Delete an SSH key by name.
             SshKeyDelete sshkey_delete "sshkey.delete" Owner Write ($crate::params::SshKeyDelete) -> (());
             /// Create an API key (the key is shown only in this answer).
