@@ -418,7 +418,10 @@ mod tests {
         });
         let c = Client::new(format!("http://127.0.0.1:{port}"), None).unwrap();
         let err = c
-            .call_value(talis_api::methods::public::ProjectCreate::NAME, &Value::Null)
+            .call_value(
+                talis_api::methods::public::ProjectCreate::NAME,
+                &Value::Null,
+            )
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Transport { .. }), "{err}");

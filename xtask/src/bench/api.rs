@@ -11,13 +11,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use talis_api::methods::{Method, public as m};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 use talis_api::RpcResponse;
+use talis_api::methods::{Method, public as m};
 use talis_core::{Config, Error, Service};
 
 use super::host::{Stats, wrk};
@@ -81,7 +81,9 @@ impl Client {
 
     async fn create(&self, name: &str, n: u64) -> Result<(i64, f64)> {
         let params = json!({ "name": name, "instances": instances(n) });
-        let (d, ms) = self.call(&self.key, m::ProjectCreate::NAME, &params).await?;
+        let (d, ms) = self
+            .call(&self.key, m::ProjectCreate::NAME, &params)
+            .await?;
         Ok((d["task_id"].as_i64().context("task_id")?, ms))
     }
 }

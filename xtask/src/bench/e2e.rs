@@ -14,8 +14,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use talis_api::methods::{Method, public as m};
 use serde_json::{Value, json};
+use talis_api::methods::{Method, public as m};
 use talis_stack::workflows::{FullStack, INSTANT_FAKE, StackOptions};
 
 use crate::build::{cargo, run as run_cmd};
@@ -262,7 +262,10 @@ async fn scenario(bin_dir: &std::path::Path, name: &str, s: &Scenario) -> Result
                 all_made = Some(answered.elapsed());
             }
         }
-        let t = match stack.call(m::TaskGet::NAME, json!({"task_id": task_id})).await {
+        let t = match stack
+            .call(m::TaskGet::NAME, json!({"task_id": task_id}))
+            .await
+        {
             Ok(t) => t,
             Err(e) => {
                 shed.push(e.to_string());

@@ -134,8 +134,15 @@ impl Service<'_> {
     /// A bare array, as the original answered (see the method table on paging).
     pub(super) fn sshkey_list(&self, c: &Caller, p: Valid<OwnerList>) -> Result<Vec<SshKey>> {
         let (filter, args) = owner_filter(c.scope(p.owner_id)?, "deleted_at IS NULL");
-        let query = PageQuery { columns: rows::SSH_KEY, from: "ssh_keys", filter: &filter, id_col: "id" };
-        Ok(self.page(query, args, rows::ssh_key, |k| k.id.get(), p.paging())?.rows)
+        let query = PageQuery {
+            columns: rows::SSH_KEY,
+            from: "ssh_keys",
+            filter: &filter,
+            id_col: "id",
+        };
+        Ok(self
+            .page(query, args, rows::ssh_key, |k| k.id.get(), p.paging())?
+            .rows)
     }
 
     pub(super) fn sshkey_delete(&self, c: &Caller, p: Valid<SshKeyDelete>) -> Result<()> {

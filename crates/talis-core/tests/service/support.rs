@@ -84,4 +84,3 @@ pub fn req(n: i64) -> Value {
             "number_of_instances": n, "name": "node", "tags": ["t1"],
             "volumes": [{ "name": "data", "size_gb": 20, "mount_point": "/mnt/data" }] })
 }
-
