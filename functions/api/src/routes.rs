@@ -6,7 +6,6 @@
 
 use serde_json::Value as Json;
 use spin_sdk::http::Method;
-use talis_api::internal::PhoneHomeBody;
 use talis_api::methods::{self, Method as _, public as m};
 use talis_api::rules::MAX_BODY_BYTES;
 use talis_api::{Health, InstanceId, RouteError, RpcRequest, RpcResponse, Slug, TaskId};
@@ -299,7 +298,6 @@ fn phone_home(settings: &Settings, db: &Db, req: &Req, instance: &str) -> Reply 
         ) else {
             return Err(Error::Unauthorized);
         };
-        let body = talis_api::decode::decode::<PhoneHomeBody>(parse_body(req)?)?;
         with_service(settings, db, |svc| {
             svc.phone_home(
                 instance,
@@ -308,7 +306,7 @@ fn phone_home(settings: &Settings, db: &Db, req: &Req, instance: &str) -> Reply 
                     expires,
                     token,
                 },
-                body,
+                || parse_body(req),
             )
         })
     })();

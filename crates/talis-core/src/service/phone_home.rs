@@ -37,12 +37,13 @@ pub struct PhoneHomeApplied {
 }
 
 impl Service<'_> {
-    /// Checks and applies one report for `instance`'s URL.
+    /// Checks and applies one report for `instance`'s URL. The token is checked before the
+    /// body is read, so an anonymous poster learns nothing about what a body should hold.
     pub fn phone_home(
         &self,
         instance: InstanceId,
         t: PhoneHomeToken<'_>,
-        body: Valid<PhoneHomeBody>,
+        body: impl FnOnce() -> Result<serde_json::Value>,
     ) -> Result<PhoneHomeApplied> {
         let now = chrono::Utc::now().timestamp();
         phone_home::verify(
@@ -59,6 +60,7 @@ impl Service<'_> {
                 "this phone-home URL has expired (its provision timeout passed)".into(),
             ),
         })?;
+        let body: Valid<PhoneHomeBody> = talis_api::decode::decode(body()?)?;
         self.tx(|| {
             let task = self.task_scoped(None, t.task)?;
             let droplet = body.droplet_id.to_string();
