@@ -18,9 +18,6 @@ pub struct Config {
     /// Shared secret of the internal RPC (the component's `internal_secret` variable).
     #[arg(long, env = "TALIS_INTERNAL_SECRET", hide_env_values = true)]
     pub internal_secret: String,
-    /// Base URL machines phone home to (the component's `public_url`); defaults to the API URL.
-    #[arg(long, env = "TALIS_PUBLIC_URL")]
-    pub public_url: Option<String>,
     /// DigitalOcean API base URL (the fake cloud locally).
     #[arg(
         long,
@@ -62,9 +59,5 @@ impl Config {
 
     pub fn poll_max(&self) -> Duration {
         Duration::from_millis(self.poll_max_ms)
-    }
-
-    pub fn public_url(&self) -> &str {
-        self.public_url.as_deref().unwrap_or(&self.api_url)
     }
 }
