@@ -378,9 +378,10 @@ async fn users_ssh_keys_and_api_keys() -> Result<()> {
     let adas = json_out(&api.talis(Some(&key)).args(["project", "list"]).output()?);
     assert_eq!(adas["rows"][0]["name"], "mine");
 
+    // The API parses keys: a real one, as `ssh-keygen` writes it (with the trailing newline).
     let pubkey = api.write(
         "id.pub",
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx0ZXN0a2V5 ada@laptop\n",
+        &format!("{}\n", talis_e2e::keys::ed25519(1, "ada@laptop")),
     );
     api.talis(Some(&key))
         .args(["sshkey", "add", "-n", "laptop", "-k"])
