@@ -30,7 +30,8 @@ pub struct Api {
     pub http: reqwest::Client,
     /// The component's SQLite file (the `default` database).
     pub db_path: PathBuf,
-    _dir: tempfile::TempDir,
+    /// The test's own directory (database, logs; removed with the `Api`).
+    pub dir: tempfile::TempDir,
 }
 
 /// One HTTP answer as it came: status, headers and the JSON body (or its text as a JSON string).
@@ -94,7 +95,7 @@ impl Api {
             host,
             http,
             db_path,
-            _dir: dir,
+            dir,
         })
     }
 
