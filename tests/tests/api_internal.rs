@@ -426,3 +426,37 @@ async fn phone_home_from_a_machine_not_of_the_task() -> Result<()> {
     }
     Ok(())
 }
+
+/// The URL's token is the phone-home route's credential: like an API key elsewhere, it is checked
+/// before the body is judged, so an anonymous poster learns nothing from body errors.
+#[tokio::test(flavor = "multi_thread")]
+async fn phone_home_checks_the_token_before_the_body() -> Result<()> {
+    let api = Api::start().await?;
+    let user = api.user("u").await?;
+    let t = claimed_task(&api, &user.key, "p").await?;
+    let forged = talis_api::phone_home::signed_url(
+        PUBLIC_URL,
+        "not-the-secret",
+        t.task.get(),
+        t.ids[0].get(),
+        now() + 600,
+    );
+    let path = forged.strip_prefix(PUBLIC_URL).unwrap();
+    for body in [
+        &b"{not json"[..],
+        &b""[..],
+        &br#"{"droplet_id": 1, "public_ip": "x"}"#[..],
+    ] {
+        let a = api
+            .send(Method::POST, path, None, Some(body.to_vec()))
+            .await?;
+        assert_eq!(
+            a.status,
+            401,
+            "{}: {}",
+            String::from_utf8_lossy(body),
+            a.body
+        );
+    }
+    Ok(())
+}
