@@ -2,16 +2,13 @@
 //! it, and check that every machine still becomes ready exactly once and that deleting the
 //! project leaves nothing behind (counted by the fake cloud's /_fake/stats).
 
-#[path = "common/e2e_flow.rs"]
-mod flow;
-
 use std::time::Duration;
 
 use anyhow::Result;
 use serde_json::json;
+use talis_api::TaskStatus;
+use talis_e2e::flow::*;
 use talis_stack::workflows::{FullStack, StackOptions};
-
-use flow::*;
 
 const N: usize = 100;
 const LIMIT: Duration = Duration::from_secs(120);
@@ -62,7 +59,7 @@ async fn crash_and_recover_with(victim: Victim, fake: String, after: usize) -> R
     let (task_id, _) = create_project(&stack, &project, N, json!({})).await?;
     wait_created(&stack, &project, after, LIMIT).await?;
     // The crash must land mid-run, or the test proves nothing.
-    assert_eq!(task(&stack, task_id).await?["status"], "running");
+    assert_eq!(task(&stack, task_id).await?.status, TaskStatus::Running);
     match victim {
         Victim::Workflows => {
             stack.workflows.service.kill9().await?;
@@ -81,7 +78,11 @@ async fn crash_and_recover_with(victim: Victim, fake: String, after: usize) -> R
         }
     }
     let t = wait_task(&stack, task_id, LIMIT).await?;
-    assert_eq!(t["status"], "completed", "task after {victim:?} crash: {t}");
+    assert_eq!(
+        t.status,
+        TaskStatus::Completed,
+        "task after {victim:?} crash: {t:?}"
+    );
     let stats = assert_all_ready(&stack, &project, N).await?;
     assert_eq!(stats["droplets"]["live"], N as u64, "{}", stats["droplets"]);
     delete_and_assert_clean(&stack, &project, LIMIT).await
@@ -115,11 +116,11 @@ async fn restate_down_at_create_then_the_sweep_dispatches() -> Result<()> {
     let mut stack = FullStack::start(dir.path(), StackOptions::default()).await?;
     stack.restate.service.kill9().await?;
     let (task_id, _) = create_project(&stack, "late", 20, json!({})).await?;
-    assert_eq!(task(&stack, task_id).await?["status"], "pending");
+    assert_eq!(task(&stack, task_id).await?.status, TaskStatus::Pending);
     stack.restate.restart().await?;
     // task.get calls are requests too: they run the sweep once the task is old enough.
     let t = wait_task(&stack, task_id, LIMIT).await?;
-    assert_eq!(t["status"], "completed", "task: {t}");
+    assert_eq!(t.status, TaskStatus::Completed, "task: {t:?}");
     assert_all_ready(&stack, "late", 20).await?;
     delete_and_assert_clean(&stack, "late", LIMIT).await
 }

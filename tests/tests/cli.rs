@@ -9,29 +9,17 @@ use std::time::Duration;
 use anyhow::Result;
 use assert_cmd::Command;
 use serde_json::{Value, json};
-use talis_stack::host::{self, Host, HostOptions};
+use talis_e2e::api::ADMIN_KEY;
 use talis_stack::workflows::{FullStack, StackOptions};
 
-const ADMIN_KEY: &str = "cli-test-admin-key";
 /// Upper bound of one CLI run against a local API (a `--wait` run sets its own).
 const RUN_LIMIT: Duration = Duration::from_secs(60);
 
-/// The API alone: host + component + SQLite in a temp dir.
-struct Api {
-    dir: tempfile::TempDir,
-    host: Host,
-}
+/// The API alone: host + component + SQLite in a temp dir (tasks stay queued: no Restate).
+struct Api(talis_e2e::api::Api);
 
 async fn api() -> Result<Api> {
-    let dir = tempfile::tempdir()?;
-    let mut opts = HostOptions::new(talis_stack::workspace_root().join("spin.toml"), "/health")
-        .variable("admin_api_key", ADMIN_KEY)
-        .variable("internal_secret", "cli-test-internal")
-        .variable("restate_ingress_url", "")
-        .variable("public_url", "http://127.0.0.1:1");
-    opts.state_dir = Some(dir.path().join("spin"));
-    let host = host::start(&opts, dir.path()).await?;
-    Ok(Api { dir, host })
+    Ok(Api(talis_e2e::api::Api::start().await?))
 }
 
 fn talis_bin() -> PathBuf {
@@ -59,8 +47,17 @@ fn talis(url: &str, key: Option<&str>, home: &Path) -> Command {
 }
 
 impl Api {
+    /// The test's directory: the CLI's HOME and where its files are written.
+    fn dir(&self) -> &Path {
+        self.0.dir.path()
+    }
+
+    fn base_url(&self) -> &str {
+        &self.0.host.base_url
+    }
+
     fn talis(&self, key: Option<&str>) -> Command {
-        talis(&self.host.base_url, key, self.dir.path())
+        talis(self.base_url(), key, self.dir())
     }
 
     fn admin(&self) -> Command {
@@ -68,7 +65,7 @@ impl Api {
     }
 
     fn write(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.dir.path().join(name);
+        let p = self.dir().join(name);
         std::fs::write(&p, text).unwrap();
         p
     }
@@ -204,7 +201,7 @@ async fn original_create_json_and_delete_json_round_trip() -> Result<()> {
     assert_eq!(ids.len(), 2);
 
     // It wrote delete-legacy-<ts>.json next to create.json, in the original's shape.
-    let delete_file = std::fs::read_dir(api.dir.path())?
+    let delete_file = std::fs::read_dir(api.dir())?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| {
             p.file_name()
@@ -297,7 +294,7 @@ async fn auth_and_connection_errors_say_what_to_do() -> Result<()> {
     assert!(stderr(&out).contains("HTTP 401"));
 
     let dead = format!("http://127.0.0.1:{}", talis_stack::free_port());
-    let out = talis(&dead, Some(ADMIN_KEY), api.dir.path())
+    let out = talis(&dead, Some(ADMIN_KEY), api.dir())
         .args(["project", "list"])
         .output()?;
     assert_eq!(out.status.code(), Some(1));
@@ -313,24 +310,17 @@ async fn auth_and_connection_errors_say_what_to_do() -> Result<()> {
 #[tokio::test]
 async fn config_file_supplies_url_and_key_and_flags_win() -> Result<()> {
     let api = api().await?;
-    let config = api.dir.path().join("talis.toml");
+    let config = api.dir().join("talis.toml");
     let bare = || {
         let mut c = Command::new(talis_bin());
         c.env_clear()
-            .env("HOME", api.dir.path())
+            .env("HOME", api.dir())
             .env("TALIS_CONFIG", &config)
             .timeout(RUN_LIMIT);
         c
     };
     bare()
-        .args([
-            "config",
-            "set",
-            "--url",
-            &api.host.base_url,
-            "--key",
-            ADMIN_KEY,
-        ])
+        .args(["config", "set", "--url", api.base_url(), "--key", ADMIN_KEY])
         .assert()
         .success();
     let out = bare().args(["project", "list"]).output()?;
@@ -343,7 +333,7 @@ async fn config_file_supplies_url_and_key_and_flags_win() -> Result<()> {
             .stdout,
     )?;
     assert!(
-        !shown.contains(ADMIN_KEY) && shown.contains(&api.host.base_url),
+        !shown.contains(ADMIN_KEY) && shown.contains(api.base_url()),
         "{shown}"
     );
     // A flag beats the file.
@@ -378,9 +368,10 @@ async fn users_ssh_keys_and_api_keys() -> Result<()> {
     let adas = json_out(&api.talis(Some(&key)).args(["project", "list"]).output()?);
     assert_eq!(adas["rows"][0]["name"], "mine");
 
+    // The API parses keys: a real one, as `ssh-keygen` writes it (with the trailing newline).
     let pubkey = api.write(
         "id.pub",
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx0ZXN0a2V5 ada@laptop\n",
+        &format!("{}\n", talis_e2e::keys::ed25519(1, "ada@laptop")),
     );
     api.talis(Some(&key))
         .args(["sshkey", "add", "-n", "laptop", "-k"])

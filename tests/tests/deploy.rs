@@ -379,3 +379,63 @@ fn fermyon_and_runtime_config_cover_every_spin_variable() {
     assert_eq!(default["type"].as_str(), Some("libsql"));
     assert!(default.get("url").is_some() && default.get("token").is_some());
 }
+
+/// The value a manifest gives `deployment_id`: a plain value (it is not a secret).
+fn spinapp_deployment_id() -> String {
+    let app = object("SpinApp", "talis-api");
+    let v = list(&app["spec"]["variables"], "spec.variables")
+        .iter()
+        .find(|v| v["name"].as_str() == Some("deployment_id"))
+        .expect("the SpinApp sets deployment_id")
+        .clone();
+    assert!(
+        v["valueFrom"].is_badvalue(),
+        "deployment_id is a plain value, not a secret reference"
+    );
+    s(&v["value"], "deployment_id value").to_string()
+}
+
+/// `--variable deployment_id=<value>` of the Fermyon guide.
+fn fermyon_deployment_id() -> String {
+    let doc = read("deploy/fermyon/README.md");
+    let rest = doc
+        .split("--variable deployment_id=")
+        .nth(1)
+        .expect("the Fermyon guide sets deployment_id");
+    rest.split(|c: char| c.is_whitespace() || c == '\\')
+        .next()
+        .unwrap()
+        .trim_matches('"')
+        .to_string()
+}
+
+/// `deployment_id` goes into the tags of every provider resource: each manifest's value is one
+/// the workflows accept, and differs from spin.toml's default (what every local stack uses), so
+/// a deployment never shares its identity with a developer's stack on the same cloud account.
+/// Both guides say the value must be distinct per deployment sharing a cloud account.
+#[test]
+fn deployment_id_is_valid_distinct_and_documented() {
+    let manifest: toml::Table = read("spin.toml").parse().unwrap();
+    let default = manifest["variables"]["deployment_id"]["default"]
+        .as_str()
+        .expect("spin.toml gives deployment_id a default")
+        .to_string();
+    talis_api::rules::deployment_id(&default).expect("spin.toml's default");
+    for (what, value) in [
+        ("SpinApp", spinapp_deployment_id()),
+        ("Fermyon guide", fermyon_deployment_id()),
+    ] {
+        if let Err(e) = talis_api::rules::deployment_id(&value) {
+            panic!("{what}: {e}");
+        }
+        assert_ne!(value, default, "{what} uses the local default");
+    }
+    for file in ["deploy/kubernetes/spinapp.yaml", "deploy/fermyon/README.md"] {
+        let text = read(file).to_lowercase().replace(['\n', '#'], " ");
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            text.contains("distinct per deployment sharing a cloud account"),
+            "{file} does not say deployment_id must be distinct per deployment sharing a cloud account"
+        );
+    }
+}

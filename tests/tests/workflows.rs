@@ -1,17 +1,14 @@
 //! End-to-end tests of the durable task execution: real restate-server, real talis-workflows,
 //! real talis-host running the API component, real fake cloud, all on loopback.
 
-#[path = "common/e2e_flow.rs"]
-mod flow;
-
 use std::time::Duration;
 
 use anyhow::Result;
 use serde_json::json;
+use talis_api::{InstanceStatus, InstanceTerminate, TaskRef, TaskStatus};
+use talis_e2e::flow::*;
 use talis_stack::restate::{Ports, Restate};
 use talis_stack::workflows::{FullStack, Options, StackOptions, Workflows};
-
-use flow::*;
 
 const TASK_LIMIT: Duration = Duration::from_secs(90);
 
@@ -62,7 +59,7 @@ async fn hundred_instances_reach_ready_then_delete_leaves_nothing() -> Result<()
     let (task_id, ids) = create_project(&stack, "fleet", 100, json!({})).await?;
     assert_eq!(ids.len(), 100);
     let t = wait_task(&stack, task_id, TASK_LIMIT).await?;
-    assert_eq!(t["status"], "completed", "task: {t}");
+    assert_eq!(t.status, TaskStatus::Completed, "task: {t:?}");
     let stats = assert_all_ready(&stack, "fleet", 100).await?;
     assert_eq!(stats["droplets"]["live"], 100);
     // One look-up of the project, one multi-create per 10 machines, one project-wide poll per
@@ -72,19 +69,14 @@ async fn hundred_instances_reach_ready_then_delete_leaves_nothing() -> Result<()
     assert!(total <= 30, "{total} provider calls: {}", stats["calls"]);
     // The task names the Restate invocation that ran it (to find it in the Restate UI).
     assert!(
-        t["invocation_id"]
-            .as_str()
-            .unwrap_or("")
-            .starts_with("inv_"),
-        "{}",
-        t["invocation_id"]
+        t.invocation_id
+            .as_deref()
+            .is_some_and(|i| i.starts_with("inv_")),
+        "{:?}",
+        t.invocation_id
     );
     // Every instance has its step history.
-    assert!(
-        t["logs"].as_str().unwrap_or("").lines().count() >= 100,
-        "{}",
-        t["logs"]
-    );
+    assert!(t.logs.lines().count() >= 100, "{}", t.logs);
 
     delete_and_assert_clean(&stack, "fleet", TASK_LIMIT).await
 }
@@ -97,7 +89,7 @@ async fn volumes_are_attached_and_deleted_with_the_project() -> Result<()> {
     let vols = json!({"volumes": [{"name": "data", "size_gb": 10, "filesystem": "ext4", "mount_point": "/data"}]});
     let (task_id, _) = create_project(&stack, "withvol", 5, vols).await?;
     let t = wait_task(&stack, task_id, TASK_LIMIT).await?;
-    assert_eq!(t["status"], "completed", "task: {t}");
+    assert_eq!(t.status, TaskStatus::Completed, "task: {t:?}");
     let stats = assert_all_ready(&stack, "withvol", 5).await?;
     assert_eq!(stats["volumes"]["live"], 5, "{}", stats["volumes"]);
     assert_eq!(stats["volumes"]["attached"], 5, "{}", stats["volumes"]);
@@ -111,11 +103,7 @@ async fn volumes_are_attached_and_deleted_with_the_project() -> Result<()> {
         stats["calls"]
     );
     for i in instances(&stack, "withvol").await? {
-        assert_eq!(
-            i["volume_details"].as_array().map(Vec::len),
-            Some(1),
-            "volume not recorded: {i}"
-        );
+        assert_eq!(i.volume_details.len(), 1, "volume not recorded: {i:?}");
     }
     delete_and_assert_clean(&stack, "withvol", TASK_LIMIT).await
 }
@@ -139,20 +127,17 @@ async fn terminate_mid_run_cancels_and_compensates() -> Result<()> {
     .await?;
     let (task_id, _) = create_project(&stack, "halt", 30, json!({})).await?;
     wait_created(&stack, "halt", 10, TASK_LIMIT).await?;
-    stack
-        .call("task.terminate", json!({"task_id": task_id}))
-        .await?;
+    admin(&stack).task_terminate(&TaskRef::new(task_id)).await?;
     let t = wait_task(&stack, task_id, TASK_LIMIT).await?;
-    assert_eq!(t["status"], "terminated", "task: {t}");
+    assert_eq!(t.status, TaskStatus::Terminated, "task: {t:?}");
     // The workflow compensates: every machine it made is destroyed, every instance terminated.
     let deadline = std::time::Instant::now() + TASK_LIMIT;
     loop {
         let stats = stack.fake_stats().await?;
         let list = instances(&stack, "halt").await?;
         let counts = by_status(&list);
-        if stats["droplets"]["live"] == 0 && counts.get("terminated") == Some(&30) {
-            assert_eq!(stats["duplicates"]["count"], 0);
-            assert_eq!(stats["orphans"]["count"], 0);
+        if stats["droplets"]["live"] == 0 && counts.get(&InstanceStatus::Terminated) == Some(&30) {
+            assert_no_duplicates_or_orphans(&stats);
             break;
         }
         assert!(
@@ -175,17 +160,17 @@ async fn terminal_provider_error_fails_fast_with_the_message() -> Result<()> {
     let (task_id, _) =
         create_project(&stack, "badsize", 3, json!({"size": "no-such-size"})).await?;
     let t = wait_task(&stack, task_id, TASK_LIMIT).await?;
-    assert_eq!(t["status"], "failed", "task: {t}");
+    assert_eq!(t.status, TaskStatus::Failed, "task: {t:?}");
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "took {:?}",
         started.elapsed()
     );
     for i in instances(&stack, "badsize").await? {
-        assert_eq!(i["status"], "failed", "{i}");
+        assert_eq!(i.status, InstanceStatus::Failed, "{i:?}");
         assert!(
-            i["error"].as_str().unwrap_or("").contains("422"),
-            "provider message not recorded: {i}"
+            i.error.contains("422"),
+            "provider message not recorded: {i:?}"
         );
     }
     assert_eq!(stack.fake_stats().await?["droplets"]["live"], 0);
@@ -230,7 +215,7 @@ count = 2
     .await?;
     let (task_id, _) = create_project(&stack, "flaky", 100, json!({})).await?;
     let t = wait_task(&stack, task_id, Duration::from_secs(150)).await?;
-    assert_eq!(t["status"], "completed", "task: {t}");
+    assert_eq!(t.status, TaskStatus::Completed, "task: {t:?}");
     let stats = assert_all_ready(&stack, "flaky", 100).await?;
     assert_eq!(stats["droplets"]["live"], 100);
     delete_and_assert_clean(&stack, "flaky", Duration::from_secs(150)).await
@@ -265,7 +250,7 @@ async fn delete_during_creation_stops_it_and_leaves_nothing() -> Result<()> {
     wait_created(&stack, "gone", 5, TASK_LIMIT).await?;
     delete_and_assert_clean(&stack, "gone", TASK_LIMIT).await?;
     let t = wait_task(&stack, create_task, TASK_LIMIT).await?;
-    assert_eq!(t["status"], "terminated", "create task: {t}");
+    assert_eq!(t.status, TaskStatus::Terminated, "create task: {t:?}");
     // Nothing reappears once both workflows are done.
     let stats = stack.fake_stats().await?;
     assert_eq!(stats["droplets"]["live"], 0, "{}", stats["droplets"]);
@@ -280,30 +265,27 @@ async fn terminating_instances_destroys_only_theirs() -> Result<()> {
     let stack = FullStack::start(dir.path(), StackOptions::default()).await?;
     let (task_id, ids) = create_project(&stack, "part", 10, json!({})).await?;
     let t = wait_task(&stack, task_id, TASK_LIMIT).await?;
-    assert_eq!(t["status"], "completed", "task: {t}");
-    let queued = stack
-        .call(
-            "instance.terminate",
-            json!({"project_name": "part", "instance_ids": &ids[..3]}),
-        )
+    assert_eq!(t.status, TaskStatus::Completed, "task: {t:?}");
+    let queued = admin(&stack)
+        .instance_terminate(&InstanceTerminate {
+            owner_id: None,
+            project_name: "part".into(),
+            instance_ids: ids[..3].to_vec(),
+        })
         .await?;
-    let term = queued["task_id"].as_u64().expect("a terminate task");
+    let term = queued.task_id.expect("a terminate task");
     let t = wait_task(&stack, term, TASK_LIMIT).await?;
-    assert_eq!(t["status"], "completed", "terminate task: {t}");
+    assert_eq!(t.status, TaskStatus::Completed, "terminate task: {t:?}");
     let list = instances(&stack, "part").await?;
     let counts = by_status(&list);
-    assert_eq!(counts.get("terminated"), Some(&3), "{counts:?}");
-    assert_eq!(counts.get("ready"), Some(&7), "{counts:?}");
+    assert_eq!(
+        counts.get(&InstanceStatus::Terminated),
+        Some(&3),
+        "{counts:?}"
+    );
+    assert_eq!(counts.get(&InstanceStatus::Ready), Some(&7), "{counts:?}");
     let stats = stack.fake_stats().await?;
     assert_eq!(stats["droplets"]["live"], 7, "{}", stats["droplets"]);
     assert_eq!(stats["orphans"]["count"], 0);
     delete_and_assert_clean(&stack, "part", TASK_LIMIT).await
-}
-
-/// Calls the fake answered for one endpoint, whatever their status.
-fn calls(stats: &serde_json::Value, endpoint: &str) -> u64 {
-    stats["calls"][endpoint]
-        .as_object()
-        .map(|m| m.values().filter_map(serde_json::Value::as_u64).sum())
-        .unwrap_or(0)
 }

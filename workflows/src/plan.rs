@@ -23,22 +23,10 @@ pub struct Keys {
 }
 
 impl Keys {
-    /// A deployment id is 1 to 32 lowercase letters, digits and '-' (it goes into tags and
-    /// machine names).
+    /// The keys of a deployment ([`talis_api::rules::deployment_id`] says which ids are valid).
     pub fn new(deployment: &str) -> Result<Self, String> {
-        let ok = (1..=32).contains(&deployment.len())
-            && deployment
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if ok {
-            Ok(Keys {
-                deployment: deployment.to_owned(),
-            })
-        } else {
-            Err(format!(
-                "deployment id {deployment:?}: 1 to 32 lowercase letters, digits and '-'"
-            ))
-        }
+        talis_api::rules::deployment_id(deployment)?;
+        Ok(Keys { deployment: deployment.to_owned() })
     }
 
     pub fn project(&self, id: ProjectId) -> String {
