@@ -171,8 +171,9 @@ impl FullStack {
         .await?;
         let api_port = free_port();
         let api_url = format!("http://127.0.0.1:{api_port}");
-        let internal_secret = "e2e-internal-secret".to_string();
-        let admin_key = "e2e-admin-key".to_string();
+        // At least 32 characters: the API treats shorter secrets as unset.
+        let internal_secret = "e2e-internal-secret-0123456789abcdef".to_string();
+        let admin_key = "e2e-admin-key-0123456789abcdef0123456789".to_string();
         let mut wo = Options::new(&api_url, &internal_secret, &fake.base_url, "e2e-do-token");
         wo.env = vec![
             (
