@@ -1,10 +1,11 @@
 //! The highly available stack (`talis_stack::cluster`: 3 Restate nodes with replication 2, two
 //! workflows replicas behind the one registered URL, two API replicas on one SQLite file) under
 //! crashes: while a 300-instance project is being deployed on the fake cloud, `kill -9` takes
-//! down the Restate node leading most of the task's partitions and one workflows replica. The
-//! cluster fails over, the supervisors restart both processes, and the deploy ends with 300/300
-//! ready, no duplicate or orphan machine, each task run by exactly one workflow invocation, and
-//! nothing left after `project.delete` (counted by the fake cloud's /_fake/stats).
+//! down the Restate node leading most of the task's partitions, one workflows replica and one
+//! API replica. The cluster fails over, the supervisors restart the three processes, and the
+//! deploy ends with 300/300 ready, no duplicate or orphan machine, each task run by exactly one
+//! workflow invocation, and nothing left after `project.delete` (counted by the fake cloud's
+//! /_fake/stats).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -49,7 +50,8 @@ stall_ms = 300
 "#;
 
 #[tokio::test(flavor = "multi_thread")]
-async fn deploy_300_survives_kill9_of_a_restate_node_and_a_workflows_replica() -> Result<()> {
+async fn deploy_300_survives_kill9_of_a_restate_node_a_workflows_and_an_api_replica() -> Result<()>
+{
     let t0 = Instant::now();
     let dir = tempfile::tempdir()?;
     let mut opts = Options::new(ADMIN_KEY, INTERNAL_SECRET, "cluster-e2e");
@@ -141,13 +143,15 @@ async fn scenario(c: &Cluster) -> Result<()> {
     let (made_before, ready_before) = (made(&list), ready(&list));
     assert!(ready_before < N, "every machine was ready before the crash");
 
-    // The crash: a Restate node leading the task's partitions and a workflows replica, at once.
+    // The crash: a Restate node leading the task's partitions, a workflows replica and an API
+    // replica, at once.
     c.restate[victim].kill9().await?;
     c.workflows[0].kill9().await?;
+    c.hosts[0].kill9().await?;
     eprintln!(
-        "killed restate n{} (leader of partitions {victim_partitions:?} of the task's {partitions:?}) \
-         and workflows-1 with {made_before}/{N} machines made and {ready_before} ready, {:.1} s \
-         after create",
+        "killed restate n{} (leader of partitions {victim_partitions:?} of the task's {partitions:?}), \
+         workflows-1 and talis-host-1 with {made_before}/{N} machines made and {ready_before} \
+         ready, {:.1} s after create",
         victim + 1,
         t.elapsed().as_secs_f64()
     );
@@ -175,6 +179,7 @@ async fn scenario(c: &Cluster) -> Result<()> {
     c.workflows[0]
         .wait_restarts(1, Duration::from_secs(60))
         .await?;
+    c.hosts[0].wait_restarts(1, Duration::from_secs(60)).await?;
 
     let done = wait_task(&admin, task_id, LIMIT).await?;
     assert_eq!(done.status, TaskStatus::Completed, "create task: {done:?}");
