@@ -365,6 +365,88 @@ fn restate_values_pin_the_version_the_local_stack_runs() {
     assert_eq!(s(&values["image"]["tag"], "image.tag"), pinned);
 }
 
+/// The value of `name` in a Helm values file's `env` list.
+fn values_env(values: &Yaml, name: &str) -> String {
+    list(&values["env"], "env")
+        .iter()
+        .find(|e| e["name"].as_str() == Some(name))
+        .map(|e| s(&e["value"], name).to_string())
+        .unwrap_or_else(|| panic!("restate-values.yaml does not set {name}"))
+}
+
+/// Scale-out (docs/scale-out.md): Restate is a cluster that keeps 2 copies of every log record
+/// and partition on at least 3 nodes (so one may die), every node can find the others, and the
+/// stateless parts run at least 2 replicas, the workflows' behind the one Service Restate knows.
+#[test]
+fn restate_is_a_replicated_cluster_and_the_stateless_parts_have_replicas() {
+    let values = &yaml_docs(&root().join(K8S).join("restate-values.yaml"))[0];
+    let nodes = values["replicaCount"].as_i64().expect("replicaCount");
+    let replication: i64 = values_env(values, "RESTATE_DEFAULT_REPLICATION")
+        .parse()
+        .expect("RESTATE_DEFAULT_REPLICATION is a number");
+    assert_eq!(replication, 2);
+    assert!(
+        nodes > replication,
+        "{nodes} nodes keeping {replication} copies cannot lose one"
+    );
+    // The local cluster (`cargo xtask up --cluster`, the cluster test) runs the same shape.
+    let local = talis_stack::cluster::Options::new("", "", "");
+    assert_eq!(i64::from(local.replication), replication);
+    assert_eq!(i64::from(local.restate_nodes), nodes);
+    assert_eq!(
+        values_env(values, "RESTATE_BIFROST__DEFAULT_PROVIDER"),
+        "replicated"
+    );
+    let addresses: Vec<String> =
+        serde_json::from_str(&values_env(values, "RESTATE_METADATA_CLIENT__ADDRESSES"))
+            .expect("RESTATE_METADATA_CLIENT__ADDRESSES is a JSON list");
+    assert_eq!(addresses.len() as i64, nodes, "{addresses:?}");
+    for (i, a) in addresses.iter().enumerate() {
+        assert!(a.contains(&format!("restate-{i}.restate-cluster")), "{a}");
+        assert_eq!(port_of(a), ports::RESTATE_NODE, "{a}");
+    }
+    // Every pod gets the same environment and at most one node may auto-provision: none does,
+    // and the file says how to provision once.
+    assert_eq!(values_env(values, "RESTATE_AUTO_PROVISION"), "false");
+    assert!(
+        read("deploy/kubernetes/restate-values.yaml")
+            .contains("restatectl provision --replication 2"),
+        "restate-values.yaml does not say how to provision the cluster"
+    );
+
+    let wf = object("Deployment", "talis-workflows");
+    assert!(wf["spec"]["replicas"].as_i64().expect("replicas") >= 2);
+    let pdb = object("PodDisruptionBudget", "talis-workflows");
+    assert_eq!(
+        pdb["spec"]["selector"]["matchLabels"],
+        wf["spec"]["selector"]["matchLabels"]
+    );
+    assert!(pdb["spec"]["minAvailable"].as_i64().expect("minAvailable") >= 1);
+    let app = object("SpinApp", "talis-api");
+    assert!(app["spec"]["replicas"].as_i64().expect("replicas") >= 2);
+}
+
+/// `spin up --runtime-config-file deploy/runtime-config.libsql.toml` must accept the file: Spin
+/// reads `[sqlite_database.<label>]` with `type = "libsql"` and exactly `url` (http:// or
+/// https://: Spin speaks to libSQL over HTTP only) and `token`, and refuses unknown keys.
+#[test]
+fn libsql_runtime_config_is_what_spin_accepts() {
+    let rc: toml::Table = read("deploy/runtime-config.libsql.toml").parse().unwrap();
+    assert_eq!(rc.keys().collect::<Vec<_>>(), ["sqlite_database"]);
+    let db = rc["sqlite_database"]["default"]
+        .as_table()
+        .expect("[sqlite_database.default]");
+    let keys: BTreeSet<&str> = db.keys().map(String::as_str).collect();
+    assert_eq!(keys, BTreeSet::from(["type", "url", "token"]));
+    assert_eq!(db["type"].as_str(), Some("libsql"));
+    let url = db["url"].as_str().expect("url is a string");
+    assert!(
+        url.starts_with("https://") || url.starts_with("http://"),
+        "{url}"
+    );
+    assert!(db["token"].is_str());
+}
+
 #[test]
 fn fermyon_and_runtime_config_cover_every_spin_variable() {
     let doc = read("deploy/fermyon/README.md");

@@ -3,7 +3,10 @@
 //! the fake cloud, the Spin host with the API component and the workflows on the default ports
 //! (`talis_stack::ports`), registers the workflows with Restate, creates a demo owner with an
 //! API key, prints where everything is, and stops it all on Ctrl-C. State lives under `.talis/`
-//! so the next `up` resumes the same database, journals, fake machines and keys.
+//! so the next `up` resumes the same database, journals, fake machines and keys. A process that
+//! dies is restarted (`talis_stack::supervisor`). `--cluster` runs the highly available stack
+//! instead (`talis_stack::cluster`: 3 Restate nodes with replication 2, 2 workflows and 2 API
+//! replicas behind local balancers), with its own state under `.talis/cluster/`.
 
 mod state;
 
@@ -14,9 +17,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use talis_client::Client;
 use talis_client::wire::{ApiKeyCreate, OwnerList, UserCreate, UserGet};
+use talis_stack::cluster::{self, Cluster};
 use talis_stack::ports;
 use talis_stack::restate::{self, Restate};
+use talis_stack::supervisor::{Event, Policy, Supervised};
 use talis_stack::{Service, fakecloud, host, workflows};
+use tokio::sync::mpsc;
 
 use crate::build;
 use state::{Demo, State};
@@ -47,6 +53,10 @@ pub struct Args {
     /// Start everything, check it answers, then stop (a smoke test of `up` itself)
     #[arg(long)]
     check: bool,
+    /// The highly available stack: a 3-node Restate cluster (replication 2), 2 workflows and 2
+    /// API replicas (one SQLite file) behind local balancers; state in .talis/cluster/
+    #[arg(long)]
+    cluster: bool,
 }
 
 const DEMO_USER: &str = "demo";
@@ -64,7 +74,11 @@ pub fn run(args: Args) -> Result<()> {
         build::components()?;
         build::binaries(false)?;
     }
-    let dir = state::dir();
+    let dir = if args.cluster {
+        state::dir().join("cluster")
+    } else {
+        state::dir()
+    };
     if args.reset && dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
     }
@@ -152,8 +166,9 @@ fn check_ports_free(fake: bool) -> Result<()> {
     first_taken(&wanted)
 }
 
-fn first_taken(wanted: &[(&str, u16)]) -> Result<()> {
+fn first_taken<S: AsRef<str>>(wanted: &[(S, u16)]) -> Result<()> {
     for (what, port) in wanted {
+        let what = what.as_ref();
         if std::net::TcpListener::bind(("127.0.0.1", *port)).is_err() {
             bail!("port {port} ({what}) is already in use — is another `cargo xtask up` running?");
         }
@@ -161,34 +176,42 @@ fn first_taken(wanted: &[(&str, u16)]) -> Result<()> {
     Ok(())
 }
 
-/// The running processes, stopped in reverse start order.
-#[derive(Default)]
+/// The running processes, each restarted when it dies, stopped in reverse start order.
 struct Stack {
-    services: Vec<Service>,
+    services: Vec<Supervised>,
+    events: mpsc::UnboundedSender<Event>,
 }
 
 impl Stack {
     fn push(&mut self, s: Service) {
-        self.services.push(s);
-    }
-
-    /// The index of the first service that is no longer running.
-    fn exited(&mut self) -> Option<usize> {
-        self.services.iter_mut().position(|s| !s.is_running())
+        self.services.push(Supervised::watch(
+            s,
+            Policy {
+                max_restarts: Some(MAX_RESTARTS),
+            },
+            Some(self.events.clone()),
+        ));
     }
 
     async fn stop(&mut self) {
-        while let Some(mut s) = self.services.pop() {
+        while let Some(s) = self.services.pop() {
             let _ = s.stop(Duration::from_secs(10)).await;
         }
     }
 }
 
 async fn up(args: &Args, provider: ProviderSettings, dir: &Path, started: Instant) -> Result<()> {
+    if args.cluster {
+        return up_cluster(args, provider, dir, started).await;
+    }
     check_ports_free(provider.fake)?;
     let (mut st, resumed) = State::load_or_create(dir)?;
     let logs = dir.join("logs");
-    let mut stack = Stack::default();
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let mut stack = Stack {
+        services: Vec::new(),
+        events: tx,
+    };
     let result = start_all(args, &provider, dir, &logs, &mut st, &mut stack).await;
     let api_url = match result {
         Ok(url) => url,
@@ -197,17 +220,107 @@ async fn up(args: &Args, provider: ProviderSettings, dir: &Path, started: Instan
             return Err(e);
         }
     };
-    banner(&api_url, &provider, &st, &logs, resumed, started.elapsed());
+    banner(
+        &api_url,
+        &provider,
+        &st,
+        dir,
+        &logs,
+        resumed,
+        started.elapsed(),
+        None,
+    );
     if args.check {
         stack.stop().await;
         eprintln!("check passed: every service answered; stopped");
         return Ok(());
     }
-    let outcome = supervise(&mut stack).await;
+    let outcome = supervise(&mut events).await;
     eprintln!("stopping…");
     stack.stop().await;
     eprintln!(
         "stopped. State is kept in {}; `cargo xtask up` resumes it.",
+        rel(dir).display()
+    );
+    outcome
+}
+
+/// `--cluster`: the same steps over `talis_stack::cluster`.
+async fn up_cluster(
+    args: &Args,
+    provider: ProviderSettings,
+    dir: &Path,
+    started: Instant,
+) -> Result<()> {
+    let (mut st, resumed) = State::load_or_create(dir)?;
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let mut opts = cluster::Options::new(&st.admin_api_key, &st.internal_secret, &st.deployment_id);
+    opts.fixed_ports = true;
+    opts.provider = if provider.fake {
+        cluster::Provider::Fake { config: None }
+    } else {
+        cluster::Provider::External {
+            url: provider.url.clone(),
+            token: provider.token.clone(),
+        }
+    };
+    opts.public_url = args.public_url.clone();
+    opts.bin_dir = Some(talis_stack::bin_dir());
+    opts.max_restarts = Some(MAX_RESTARTS);
+    opts.events = Some(tx);
+    first_taken(&Cluster::fixed_ports(&opts))?;
+    let c = Cluster::start(dir, opts).await?;
+    let api_url = c.api_url();
+    if let Err(e) = ensure_demo_owner(&api_url, dir, &mut st).await {
+        c.stop().await;
+        return Err(e);
+    }
+    let nodes: Vec<String> = c
+        .restate_ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("n{} admin :{} ingress :{}", i + 1, p.admin, p.ingress))
+        .collect();
+    let layout = [
+        format!(
+            "  Cluster      Restate {} nodes, replication 2 ({}); admin/UI balanced on {}, ingress on {}",
+            c.restate.len(),
+            nodes.join(", "),
+            c.admin_url(),
+            c.ingress_url()
+        ),
+        format!(
+            "               workflows: {} replicas behind {} (the one deployment registered with Restate)",
+            c.workflows.len(),
+            c.workflows_url()
+        ),
+        format!(
+            "               API: {} replicas on one SQLite file behind {api_url}",
+            c.hosts.len()
+        ),
+    ]
+    .join("\n");
+    let logs = dir.join("logs");
+    banner(
+        &api_url,
+        &provider,
+        &st,
+        dir,
+        &logs,
+        resumed,
+        started.elapsed(),
+        Some(&layout),
+    );
+    if args.check {
+        c.stop().await;
+        eprintln!("check passed: every service answered; stopped");
+        return Ok(());
+    }
+    let outcome = supervise(&mut events).await;
+    eprintln!("stopping…");
+    c.stop().await;
+    eprintln!(
+        "stopped. State is kept in {}; `cargo xtask up --cluster` resumes it.",
         rel(dir).display()
     );
     outcome
@@ -348,13 +461,16 @@ fn rel(p: &Path) -> PathBuf {
         .unwrap_or_else(|| p.to_path_buf())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn banner(
     api_url: &str,
     provider: &ProviderSettings,
     st: &State,
+    dir: &Path,
     logs: &Path,
     resumed: bool,
     took: Duration,
+    cluster: Option<&str>,
 ) {
     let root = talis_stack::workspace_root();
     let talis = rel(&talis_stack::bin("talis"));
@@ -364,6 +480,7 @@ fn banner(
         .as_ref()
         .map(|d| d.api_key.as_str())
         .unwrap_or_default();
+    // In cluster mode the admin balancer keeps the single node's port.
     let ui = format!("http://127.0.0.1:{}/ui/", ports::RESTATE_ADMIN);
     println!();
     println!(
@@ -381,10 +498,13 @@ fn banner(
     } else {
         println!("  Cloud        {}", provider.url);
     }
+    if let Some(layout) = cluster {
+        println!("{layout}");
+    }
     println!("  Logs         {}/", rel(logs).display());
     println!(
         "  Demo owner   {DEMO_USER}; admin key in {}",
-        rel(&state::dir().join("state.json")).display()
+        rel(&dir.join("state.json")).display()
     );
     println!();
     println!("Deploy the 100-instance example project (paste into another terminal):");
@@ -398,42 +518,38 @@ fn banner(
     println!(
         "or set them once for the session: export TALIS_API_URL={api_url} TALIS_API_KEY={key}"
     );
-    println!("Ctrl-C stops everything; `cargo xtask up` again resumes.");
+    println!(
+        "Ctrl-C stops everything; `cargo xtask up{}` again resumes.",
+        if cluster.is_some() { " --cluster" } else { "" }
+    );
 }
 
 /// How often one service may crash and be restarted before `up` gives up.
 const MAX_RESTARTS: u32 = 3;
 
 /// Waits for Ctrl-C (or SIGTERM). A service that dies on its own is restarted with the same
-/// command line (its state is on disk; Restate resumes the workflows); after `MAX_RESTARTS`
-/// the stack stops with an error that shows the end of its log.
-async fn supervise(stack: &mut Stack) -> Result<()> {
+/// command line by its supervisor (its state is on disk; Restate resumes the workflows); after
+/// `MAX_RESTARTS` the stack stops with an error that shows the end of its log.
+async fn supervise(events: &mut mpsc::UnboundedReceiver<Event>) -> Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    let mut restarts = vec![0u32; stack.services.len()];
     loop {
         tokio::select! {
+            // Ctrl-C reaches the children too: stopping wins over the restart that follows.
+            biased;
             _ = &mut interrupted => return Ok(()),
             _ = term.recv() => return Ok(()),
-            _ = tick.tick() => {
-                let Some(i) = stack.exited() else { continue };
-                // Ctrl-C reaches the children too; give our own handler the chance to win.
-                tokio::select! {
-                    _ = &mut interrupted => return Ok(()),
-                    _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+            event = events.recv() => match event {
+                Some(Event::Exited { name, attempt, log_tail }) => eprintln!(
+                    "warning: {name} exited unexpectedly; restarting ({attempt}/{MAX_RESTARTS}). Last log lines:\n{log_tail}"
+                ),
+                Some(Event::Restarted { name, .. }) => eprintln!("{name} is back"),
+                Some(Event::GaveUp { name, error, log_tail }) => {
+                    bail!("{name}: {error}; last log lines:\n{log_tail}")
                 }
-                let dead = &mut stack.services[i];
-                let (name, tail) = (dead.spec.name.clone(), dead.log_tail(20));
-                restarts[i] += 1;
-                if restarts[i] > MAX_RESTARTS {
-                    bail!("{name} exited {MAX_RESTARTS} times; last log lines:\n{tail}");
-                }
-                eprintln!("warning: {name} exited unexpectedly; restarting ({}/{MAX_RESTARTS}). Last log lines:\n{tail}", restarts[i]);
-                dead.restart().await.with_context(|| format!("restarting {name}"))?;
-                eprintln!("{name} is back");
-            }
+                None => return Ok(()),
+            },
         }
     }
 }

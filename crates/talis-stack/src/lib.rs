@@ -1,12 +1,17 @@
 //! Starts and supervises Talis processes (Spin host, fake cloud, Restate, workflows) for the
 //! end-to-end tests, the benchmarks and `cargo xtask up`. One place knows how each process is
-//! started, where its binary lives and when it is ready.
+//! started, where its binary lives and when it is ready; `supervisor` restarts a process that
+//! dies, `balancer` puts replicas behind one address, and `cluster` assembles the highly
+//! available stack (3 Restate nodes, replicated workflows and API) from them.
 
+pub mod balancer;
+pub mod cluster;
 pub mod fakecloud;
 pub mod host;
 pub mod ports;
 pub mod process;
 pub mod restate;
+pub mod supervisor;
 pub mod workflows;
 
 use std::path::PathBuf;

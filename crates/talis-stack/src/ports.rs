@@ -13,3 +13,10 @@ pub const RESTATE_INGRESS: u16 = 8080;
 pub const RESTATE_ADMIN: u16 = 9070;
 /// Restate node-to-node port.
 pub const RESTATE_NODE: u16 = 5122;
+
+/// `cargo xtask up --cluster`: a service with several replicas keeps its port above for the
+/// balancer in front of them, and replica `i` (0-based) listens on the next ports up. Restate's
+/// node-to-node port has no balancer: node `i` uses `replica(RESTATE_NODE, i)`.
+pub const fn replica(port: u16, i: u16) -> u16 {
+    port + 1 + i
+}

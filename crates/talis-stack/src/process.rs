@@ -202,10 +202,15 @@ impl Service {
 
     /// The last `n` lines of the service's log, for error messages.
     pub fn log_tail(&self, n: usize) -> String {
-        let text = std::fs::read_to_string(&self.spec.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
+        tail(&self.spec.log, n)
     }
+}
+
+/// The last `n` lines of a log file (empty when it cannot be read).
+pub fn tail(log: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// A free TCP port on 127.0.0.1 (bound then released; good enough for tests on loopback).

@@ -36,7 +36,25 @@ impl Ports {
             node: ports::RESTATE_NODE,
         }
     }
+
+    /// Node `i` (0-based) of `cargo xtask up --cluster`: the balanced ports' replicas
+    /// ([`ports::replica`]); the node port has no balancer.
+    pub fn cluster_node(i: u16) -> Self {
+        Self {
+            ingress: ports::replica(ports::RESTATE_INGRESS, i),
+            admin: ports::replica(ports::RESTATE_ADMIN, i),
+            node: ports::replica(ports::RESTATE_NODE, i),
+        }
+    }
+
+    /// The node-to-node address other nodes reach this one at.
+    pub fn node_address(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.node)
+    }
 }
+
+/// Partitions of the stack's Restate (`RESTATE_DEFAULT_NUM_PARTITIONS`): few, for 2 cores.
+pub const PARTITIONS: u16 = 4;
 
 /// A running restate-server.
 #[derive(Debug)]
@@ -73,44 +91,13 @@ impl Restate {
     /// Starts restate-server with its data in `state_dir` (kept across restarts, so a restarted
     /// server resumes its journals) and its log in `log_dir/restate.log`.
     pub async fn start(state_dir: &Path, log_dir: &Path, ports: Ports) -> Result<Self> {
-        let bin = server_bin();
-        if !bin.exists() {
-            bail!(
-                "restate-server not found at {} — run `npm ci` in the workspace root",
-                bin.display()
-            );
-        }
-        std::fs::create_dir_all(state_dir)
-            .with_context(|| format!("creating {}", state_dir.display()))?;
-        let spec = Spec::new("restate", bin, log_dir)
-            .arg("--no-logo")
-            .env("RESTATE_BASE_DIR", state_dir.display().to_string())
+        let spec = node_spec("restate", state_dir, log_dir, ports)?
             .env("RESTATE_NODE_NAME", "talis-local")
-            .env("RESTATE_LISTEN_MODE", "tcp")
-            .env(
-                "RESTATE_INGRESS__BIND_ADDRESS",
-                format!("127.0.0.1:{}", ports.ingress),
-            )
-            .env(
-                "RESTATE_ADMIN__BIND_ADDRESS",
-                format!("127.0.0.1:{}", ports.admin),
-            )
-            .env("RESTATE_BIND_ADDRESS", format!("127.0.0.1:{}", ports.node))
-            .env(
-                "RESTATE_ADVERTISED_ADDRESS",
-                format!("http://127.0.0.1:{}/", ports.node),
-            )
-            // A small single-node footprint: few partitions, a capped RocksDB, no phoning home.
-            .env("RESTATE_DEFAULT_NUM_PARTITIONS", "4")
             .env("RESTATE_ROCKSDB_TOTAL_MEMORY_SIZE", "512 MiB")
-            .env("RESTATE_DISABLE_TELEMETRY", "true")
-            .env("RESTATE_LOG_DISABLE_ANSI_CODES", "true")
-            .cwd(state_dir)
             .ready(Ready::Http(format!(
                 "http://127.0.0.1:{}/health",
                 ports.admin
-            )))
-            .ready_timeout(Duration::from_secs(60));
+            )));
         let service = Service::start(spec).await?;
         let r = Self { service, ports };
         r.wait_ingress().await?;
@@ -166,6 +153,40 @@ impl Restate {
     }
 }
 
+/// What every Restate node of the stack shares: the binary, its data in `state_dir` (kept
+/// across restarts, so a restarted node resumes its journals), every port on loopback, a small
+/// footprint (few partitions) and no phoning home.
+pub fn node_spec(name: &str, state_dir: &Path, log_dir: &Path, ports: Ports) -> Result<Spec> {
+    let bin = server_bin();
+    if !bin.exists() {
+        bail!(
+            "restate-server not found at {} — run `npm ci` in the workspace root",
+            bin.display()
+        );
+    }
+    std::fs::create_dir_all(state_dir)
+        .with_context(|| format!("creating {}", state_dir.display()))?;
+    Ok(Spec::new(name, bin, log_dir)
+        .arg("--no-logo")
+        .env("RESTATE_BASE_DIR", state_dir.display().to_string())
+        .env("RESTATE_LISTEN_MODE", "tcp")
+        .env(
+            "RESTATE_INGRESS__BIND_ADDRESS",
+            format!("127.0.0.1:{}", ports.ingress),
+        )
+        .env(
+            "RESTATE_ADMIN__BIND_ADDRESS",
+            format!("127.0.0.1:{}", ports.admin),
+        )
+        .env("RESTATE_BIND_ADDRESS", format!("127.0.0.1:{}", ports.node))
+        .env("RESTATE_ADVERTISED_ADDRESS", ports.node_address())
+        .env("RESTATE_DEFAULT_NUM_PARTITIONS", PARTITIONS.to_string())
+        .env("RESTATE_DISABLE_TELEMETRY", "true")
+        .env("RESTATE_LOG_DISABLE_ANSI_CODES", "true")
+        .cwd(state_dir)
+        .ready_timeout(Duration::from_secs(60)))
+}
+
 /// `POST {admin}/deployments` with `force` so changed handler signatures replace the old ones.
 /// Retries briefly: right after start the admin may not yet reach the new deployment.
 pub async fn register(admin_url: &str, deployment_url: &str) -> Result<()> {
@@ -189,4 +210,58 @@ pub async fn register(admin_url: &str, deployment_url: &str) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     bail!("registering {deployment_url} with Restate at {admin_url} failed: {last}")
+}
+
+/// Runs SQL over Restate's introspection tables (`POST {admin}/query`, e.g.
+/// `SELECT id, status FROM sys_invocation`); returns the rows. In a cluster a query reads the
+/// partitions on other nodes, and fails while one of them fails over ("No such scanner"): a
+/// failed query is retried, [`QUERY_ATTEMPTS`] times in all.
+pub async fn query(admin_url: &str, sql: &str) -> Result<Vec<serde_json::Value>> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let mut last = String::new();
+    for attempt in 1..=QUERY_ATTEMPTS {
+        if attempt > 1 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let r = match http
+            .post(format!("{admin_url}/query"))
+            .header("accept", "application/json")
+            .json(&serde_json::json!({ "query": sql }))
+            .send()
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                last = e.to_string();
+                continue;
+            }
+        };
+        let status = r.status();
+        let body: serde_json::Value = match r.json().await {
+            Ok(b) => b,
+            Err(e) => {
+                last = e.to_string();
+                continue;
+            }
+        };
+        if status.is_success() {
+            return Ok(body["rows"].as_array().cloned().unwrap_or_default());
+        }
+        last = format!("{status}: {body}");
+        if status.is_client_error() {
+            break;
+        }
+    }
+    bail!("Restate query failed ({last}): {sql}")
+}
+
+/// Attempts of one [`query`].
+pub const QUERY_ATTEMPTS: u32 = 10;
+
+/// The partition a partition key falls into when the key space (`u64`) is cut into
+/// `partitions` equal ranges, as Restate does for the partitions it provisions.
+pub fn partition_of(partition_key: u64, partitions: u16) -> u16 {
+    ((u128::from(partition_key) * u128::from(partitions)) >> 64) as u16
 }

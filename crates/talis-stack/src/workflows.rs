@@ -46,28 +46,33 @@ pub struct Workflows {
     pub port: u16,
 }
 
+/// The command line of a workflows endpoint (service `workflows`, log `workflows.log`).
+pub fn spec(opts: &Options, log_dir: &Path) -> Spec {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], opts.port));
+    let program = opts
+        .binary
+        .clone()
+        .unwrap_or_else(|| bin("talis-workflows"));
+    let mut spec = Spec::new("workflows", program, log_dir)
+        .env("WORKFLOWS_LISTEN", addr.to_string())
+        .env("TALIS_API_URL", &opts.api_url)
+        .env("TALIS_INTERNAL_SECRET", &opts.internal_secret)
+        .env("DIGITALOCEAN_API_URL", &opts.provider_url)
+        .env("DIGITALOCEAN_TOKEN", &opts.provider_token)
+        .ready(Ready::Tcp(addr));
+    if let Some(p) = &opts.public_url {
+        spec = spec.env("TALIS_PUBLIC_URL", p);
+    }
+    for (k, v) in &opts.env {
+        spec = spec.env(k, v);
+    }
+    spec
+}
+
 impl Workflows {
     pub async fn start(opts: &Options, log_dir: &Path) -> Result<Self> {
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], opts.port));
-        let program = opts
-            .binary
-            .clone()
-            .unwrap_or_else(|| bin("talis-workflows"));
-        let mut spec = Spec::new("workflows", program, log_dir)
-            .env("WORKFLOWS_LISTEN", addr.to_string())
-            .env("TALIS_API_URL", &opts.api_url)
-            .env("TALIS_INTERNAL_SECRET", &opts.internal_secret)
-            .env("DIGITALOCEAN_API_URL", &opts.provider_url)
-            .env("DIGITALOCEAN_TOKEN", &opts.provider_token)
-            .ready(Ready::Tcp(addr));
-        if let Some(p) = &opts.public_url {
-            spec = spec.env("TALIS_PUBLIC_URL", p);
-        }
-        for (k, v) in &opts.env {
-            spec = spec.env(k, v);
-        }
         Ok(Self {
-            service: Service::start(spec).await?,
+            service: Service::start(spec(opts, log_dir)).await?,
             port: opts.port,
         })
     }
@@ -166,8 +171,9 @@ impl FullStack {
         .await?;
         let api_port = free_port();
         let api_url = format!("http://127.0.0.1:{api_port}");
-        let internal_secret = "e2e-internal-secret-at-least-32-chars".to_string();
-        let admin_key = "e2e-admin-key-of-at-least-32-characters".to_string();
+        // At least 32 characters: the API treats shorter secrets as unset.
+        let internal_secret = "e2e-internal-secret-0123456789abcdef".to_string();
+        let admin_key = "e2e-admin-key-0123456789abcdef0123456789".to_string();
         let mut wo = Options::new(&api_url, &internal_secret, &fake.base_url, "e2e-do-token");
         wo.env = vec![
             (
