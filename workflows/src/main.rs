@@ -8,7 +8,9 @@ use restate_sdk::prelude::*;
 use tracing::{info, warn};
 
 use talis_workflows::config::Config;
-use talis_workflows::{App, Housekeeping, TaskChunk, TaskWorkflow};
+use talis_workflows::{
+    App, Housekeeping, TaskChunk, TaskWorkflow, WebhookDispatch, WebhookEndpoint,
+};
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -26,7 +28,9 @@ async fn main() -> Result<()> {
         Endpoint::builder()
             .bind(TaskWorkflow(app.clone()))
             .bind(TaskChunk(app.clone()))
-            .bind(Housekeeping(app))
+            .bind(Housekeeping(app.clone()))
+            .bind(WebhookDispatch)
+            .bind(WebhookEndpoint(app))
             .build(),
     );
     let listener = tokio::net::TcpListener::bind(listen)

@@ -21,6 +21,7 @@ fn cfg() -> Config {
         deployment: "test-deployment".into(),
         quotas: Default::default(),
         event_retention_days: 30,
+        webhook_allow_hosts: Default::default(),
     }
 }
 
