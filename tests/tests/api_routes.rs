@@ -104,13 +104,7 @@ async fn every_method(api: &Api, route: Route, tag: &str) -> Result<()> {
         .await
         .refused(400, Invalid);
     assert_eq!(e.field(), Some("public_key"), "{e}");
-    assert_eq!(
-        me.sshkey_list(&OwnerList::default())
-            .await?
-            .pagination
-            .total,
-        1
-    );
+    assert_eq!(me.sshkey_list(&OwnerList::default()).await?.len(), 1);
 
     let mut req = instances(3);
     req.ssh_key_name = "laptop".into();

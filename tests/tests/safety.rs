@@ -142,6 +142,7 @@ async fn over_quota_is_refused_naming_the_quota_and_nothing_is_made() -> Result<
             max_projects: None,
             max_api_keys: None,
             max_ssh_keys: None,
+            max_webhooks: None,
         })
         .await?;
     let before = stack.fake_stats().await?["droplets"]["created"]

@@ -46,6 +46,26 @@ pub struct Config {
     /// Seconds between two housekeeping ticks (reconcile sweep, event retention).
     #[arg(long, env = "TALIS_HOUSEKEEPING_SECS", default_value_t = 300)]
     pub housekeeping_secs: u64,
+    /// Hosts and networks webhooks may reach despite the SSRF guard: host names, addresses and
+    /// CIDRs, comma-separated (the same list as the API's `webhook_allow_hosts`).
+    #[arg(long, env = "TALIS_WEBHOOK_ALLOW_HOSTS", default_value = "")]
+    pub webhook_allow_hosts: String,
+    /// Fixed addresses for webhook host names, `host=address` comma-separated (like curl's
+    /// `--resolve`): for split-horizon DNS. The addresses are checked like resolved ones.
+    #[arg(long, env = "TALIS_WEBHOOK_RESOLVE", default_value = "")]
+    pub webhook_resolve: String,
+    /// Longest wait for a receiver's answer to one delivery attempt.
+    #[arg(long, env = "TALIS_WEBHOOK_TIMEOUT_SECS", default_value_t = 15)]
+    pub webhook_timeout_secs: u64,
+    /// How long after its event a delivery is retried before it is marked failed.
+    #[arg(long, env = "TALIS_WEBHOOK_RETRY_FOR_SECS", default_value_t = 86_400)]
+    pub webhook_retry_for_secs: u64,
+    /// Pause after a delivery's first failed attempt; it doubles after each failure.
+    #[arg(long, env = "TALIS_WEBHOOK_RETRY_INITIAL_MS", default_value_t = 5_000)]
+    pub webhook_retry_initial_ms: u64,
+    /// Longest pause between two attempts of one delivery.
+    #[arg(long, env = "TALIS_WEBHOOK_RETRY_MAX_SECS", default_value_t = 3_600)]
+    pub webhook_retry_max_secs: u64,
 }
 
 impl Config {

@@ -5,6 +5,9 @@
 //! (`TaskChunk` children for large tasks), driving the provider in named journaled steps and
 //! recording every transition back through the internal RPC. Decisions that need no I/O live in
 //! [`plan`] and [`wait`] with native tests. See `docs/workflows.md`.
+//!
+//! Webhook deliveries run here too ([`webhooks`]): a dispatcher and one virtual object per
+//! webhook that delivers its messages in order, with durable retries. See `docs/webhooks.md`.
 
 mod chunk;
 pub mod config;
@@ -15,6 +18,7 @@ pub mod rpc;
 mod steps;
 mod task;
 pub mod wait;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -24,15 +28,17 @@ use talis_provider::Provider;
 pub use chunk::TaskChunk;
 pub use housekeeping::Housekeeping;
 pub use task::TaskWorkflow;
+pub use webhooks::{WebhookDispatch, WebhookEndpoint};
 
 use config::Config;
 
-/// Everything a step needs: configuration, the internal RPC client and the provider client.
-/// Shared by all concurrent invocations.
+/// Everything a step needs: configuration, the internal RPC client, the provider client and
+/// the webhook sender. Shared by all concurrent invocations.
 pub struct App {
     pub config: Config,
     pub rpc: rpc::Internal,
     pub provider: Arc<dyn Provider>,
+    pub webhooks: webhooks::Sender,
 }
 
 impl App {
@@ -44,6 +50,7 @@ impl App {
         Ok(Arc::new(Self {
             rpc: rpc::Internal::new(&config.api_url, &config.internal_secret)?,
             provider: Arc::new(provider),
+            webhooks: webhooks::Sender::new(&config)?,
             config,
         }))
     }

@@ -8,7 +8,9 @@ use restate_sdk::prelude::*;
 use tracing::{info, warn};
 
 use talis_workflows::config::Config;
-use talis_workflows::{App, Housekeeping, TaskChunk, TaskWorkflow};
+use talis_workflows::{
+    App, Housekeeping, TaskChunk, TaskWorkflow, WebhookDispatch, WebhookEndpoint,
+};
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -31,7 +33,9 @@ async fn main() -> Result<()> {
     let mut builder = Endpoint::builder()
         .bind(TaskWorkflow(app.clone()))
         .bind(TaskChunk(app.clone()))
-        .bind(Housekeeping(app.clone()));
+        .bind(Housekeeping(app.clone()))
+        .bind(WebhookDispatch)
+        .bind(WebhookEndpoint(app.clone()));
     for key in app
         .config
         .restate_identity_keys

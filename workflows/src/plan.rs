@@ -26,7 +26,9 @@ impl Keys {
     /// The keys of a deployment ([`talis_api::rules::deployment_id`] says which ids are valid).
     pub fn new(deployment: &str) -> Result<Self, String> {
         talis_api::rules::deployment_id(deployment)?;
-        Ok(Keys { deployment: deployment.to_owned() })
+        Ok(Keys {
+            deployment: deployment.to_owned(),
+        })
     }
 
     pub fn project(&self, id: ProjectId) -> String {

@@ -370,7 +370,11 @@ async fn start_all(
             .variable("restate_ingress_url", &ingress)
             .variable("public_url", &public_url)
             .variable("restate_ui_url", &admin)
-            .variable("deployment_id", &st.deployment_id);
+            .variable("deployment_id", &st.deployment_id)
+            .variable(
+                "webhook_allow_hosts",
+                talis_stack::workflows::LOCAL_WEBHOOK_ALLOW_HOSTS,
+            );
     opts.state_dir = Some(dir.join("spin"));
     let h = Service::start(host::spec(&opts, ports::API, logs)).await?;
     stack.push(h);

@@ -13,11 +13,14 @@
 //! - [`envelope`], [`openapi`]: the wire envelopes and the OpenAPI document.
 //! - [`cloudinit`], [`phone_home`]: the provisioning script and its signed phone-home URL,
 //!   shared by the workflows (which make them) and the service (which checks them).
+//! - [`webhooks`], [`egress`], [`signing`]: webhooks on the wire, the SSRF guard both the API
+//!   and the workflows apply, and Standard Webhooks signatures.
 //!
 //! It depends on no other Talis crate and does no I/O.
 
 pub mod cloudinit;
 pub mod decode;
+pub mod egress;
 pub mod envelope;
 pub mod events;
 pub mod fields;
@@ -29,7 +32,9 @@ pub mod openapi;
 pub mod params;
 pub mod phone_home;
 pub mod rules;
+pub mod signing;
 pub mod status;
+pub mod webhooks;
 
 pub use envelope::*;
 pub use events::{Event, EventBody, EventKind, EventList};

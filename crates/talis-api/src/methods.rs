@@ -124,6 +124,16 @@ macro_rules! public_methods {
             QuotaGet quota_get "quota.get" Owner Read ($crate::params::QuotaGet) -> ($crate::params::QuotaUsage);
             /// Override an owner's quotas (a null limit goes back to the deployment's default).
             QuotaSet quota_set "quota.set" Admin Write ($crate::params::QuotaSet) -> ($crate::params::QuotaUsage);
+            /// Create a webhook: which events go to which URL, signed with the secret of the answer (shown only there).
+            WebhookCreate webhook_create "webhook.create" Owner Write ($crate::webhooks::WebhookCreate) -> ($crate::webhooks::WebhookCreated);
+            /// The caller's webhooks (never their secrets).
+            WebhookList webhook_list "webhook.list" Owner Read ($crate::params::OwnerList) -> ($crate::params::Page<$crate::webhooks::Webhook>);
+            /// Delete a webhook; its pending deliveries fail.
+            WebhookDelete webhook_delete "webhook.delete" Owner Write ($crate::webhooks::WebhookRef) -> (());
+            /// Queue a `ping` message to the webhook, delivered like any event.
+            WebhookTest webhook_test "webhook.test" Owner Write ($crate::webhooks::WebhookRef) -> ($crate::webhooks::WebhookTested);
+            /// A webhook's deliveries: status, attempts, last HTTP status and error.
+            WebhookDeliveries webhook_deliveries "webhook.deliveries" Owner Read ($crate::webhooks::WebhookDeliveries) -> ($crate::params::Page<$crate::webhooks::WebhookDelivery>);
             /// Same as instance.list (the original's all-metadata).
             InstanceMetadata instance_metadata "instance.metadata" Owner Read ($crate::params::InstanceList) -> ($crate::params::Page<$crate::model::Instance>);
         }
@@ -159,6 +169,12 @@ macro_rules! internal_methods {
             TaskEvent task_event "task.event" Internal Write ($crate::internal::TaskEventRecord) -> ($crate::internal::EventRecorded);
             /// Terminal task transition with a result summary.
             TaskFinish task_finish "task.finish" Internal Write ($crate::internal::TaskFinish) -> ($crate::model::Task);
+            /// A webhook's pending deliveries in (after, through], oldest first, with their bodies.
+            WebhookPending webhook_pending "webhook.pending" Internal Read ($crate::webhooks::WebhookPending) -> ($crate::webhooks::PendingDeliveries);
+            /// Where a webhook sends and its signing secret: for the delivery step only, which never journals it.
+            WebhookEndpointGet webhook_endpoint "webhook.endpoint" Internal Read ($crate::webhooks::WebhookEndpointGet) -> ($crate::webhooks::WebhookEndpoint);
+            /// How deliveries went (a finished delivery never changes again).
+            WebhookRecord webhook_record "webhook.record" Internal Write ($crate::webhooks::WebhookRecord) -> (());
         }
     };
 }

@@ -58,6 +58,8 @@ macro_rules! list_params {
     };
 }
 
+pub(crate) use list_params;
+
 /// The pagination fields of a list's params.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Paging<'a> {
@@ -597,6 +599,13 @@ pub struct Quotas {
     pub max_api_keys: u32,
     /// Stored SSH keys (`max_ssh_keys_per_owner`, default 50).
     pub max_ssh_keys: u32,
+    /// Webhooks not deleted (`max_webhooks_per_owner`, default 20).
+    #[serde(default = "default_max_webhooks")]
+    pub max_webhooks: u32,
+}
+
+fn default_max_webhooks() -> u32 {
+    Quotas::default().max_webhooks
 }
 
 impl Default for Quotas {
@@ -606,6 +615,7 @@ impl Default for Quotas {
             max_projects: 100,
             max_api_keys: 50,
             max_ssh_keys: 50,
+            max_webhooks: 20,
         }
     }
 }
@@ -644,4 +654,7 @@ pub struct QuotaSet {
     #[serde(default)]
     #[garde(range(max = 10_000))]
     pub max_ssh_keys: Option<u32>,
+    #[serde(default)]
+    #[garde(range(max = 10_000))]
+    pub max_webhooks: Option<u32>,
 }

@@ -192,8 +192,17 @@ pub const ALL: &[&Charset] = &[
 /// A deployment id (the `deployment_id` variable): it goes into provider tags and machine
 /// names, so 1 to 32 lowercase letters, digits and '-'.
 pub fn deployment_id(id: &str) -> Result<(), String> {
-    let ok = (1..=32).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if ok { Ok(()) } else { Err(format!("deployment id {id:?}: 1 to 32 lowercase letters, digits and '-'")) }
+    let ok = (1..=32).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "deployment id {id:?}: 1 to 32 lowercase letters, digits and '-'"
+        ))
+    }
 }
 
 /// Tags Talis itself puts on machines, to find them again: `talis` and `talis-…` in any case.

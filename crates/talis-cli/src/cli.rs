@@ -75,6 +75,9 @@ pub enum Command {
     /// API keys of the caller
     #[command(subcommand, alias = "apikeys")]
     Apikey(ApikeyCmd),
+    /// Webhooks: events POSTed to a URL, signed (Standard Webhooks), retried for a day
+    #[command(subcommand, alias = "webhooks")]
+    Webhook(WebhookCmd),
     /// The original CLI's file-driven commands (create.json / delete.json)
     #[command(subcommand)]
     Infra(InfraCmd),
@@ -305,6 +308,38 @@ pub enum ApikeyCmd {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum WebhookCmd {
+    /// Create a webhook; its signing secret is printed once
+    Create {
+        /// http(s) URL the messages are POSTed to
+        #[arg(long)]
+        url: String,
+        /// Event kinds to send, repeated or comma-separated: instance.status, task.status,
+        /// api.call, provider.step, reconcile
+        #[arg(short, long = "event", value_delimiter = ',', required = true)]
+        events: Vec<String>,
+        /// Only this project's events
+        #[arg(short, long)]
+        project: Option<String>,
+    },
+    /// List webhooks
+    List(PageArgs),
+    /// Delete a webhook (its pending deliveries fail)
+    Delete { id: RowId },
+    /// Queue a ping message, delivered like any event
+    Test { id: RowId },
+    /// A webhook's deliveries: status, attempts, last HTTP status and error
+    Deliveries {
+        id: RowId,
+        /// pending, delivered or failed
+        #[arg(long)]
+        status: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum InfraCmd {
     /// Create instances from the original create.json (array of instance requests); writes
     /// delete-<project>-<timestamp>.json next to it for `infra delete`
@@ -366,6 +401,11 @@ pub const COVERAGE: &[(&str, &str)] = &[
     (m::InstancePublicIps::NAME, "instance public-ips"),
     // The original's alias of `instance list`.
     (m::InstanceMetadata::NAME, "instance list"),
+    (m::WebhookCreate::NAME, "webhook create"),
+    (m::WebhookList::NAME, "webhook list"),
+    (m::WebhookDelete::NAME, "webhook delete"),
+    (m::WebhookTest::NAME, "webhook test"),
+    (m::WebhookDeliveries::NAME, "webhook deliveries"),
 ];
 
 #[cfg(test)]

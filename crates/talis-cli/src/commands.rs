@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::CommandFactory;
 use serde_json::{Value, json};
 use talis_client::wire::methods::public as m;
+use talis_client::wire::webhooks::{WebhookCreate, WebhookDeliveries, WebhookRef};
 use talis_client::wire::*;
 use talis_client::{Client, Route};
 
@@ -170,7 +171,8 @@ with_page!(
     TaskList,
     TaskListByInstance,
     UserGet,
-    InstanceList
+    InstanceList,
+    WebhookDeliveries
 );
 
 fn parse<T: std::str::FromStr<Err = String>>(what: &str, s: &str) -> Result<T> {
@@ -216,6 +218,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sshkey(c) => sshkey(&ctx, c).await,
         Command::Apikey(c) => apikey(&ctx, c).await,
         Command::Infra(c) => infra(&ctx, c).await,
+        Command::Webhook(c) => webhook(&ctx, c).await,
         Command::Completions { .. } | Command::Config(_) => unreachable!("handled above"),
     }
 }
@@ -546,6 +549,63 @@ async fn apikey(ctx: &Ctx, c: ApikeyCmd) -> Result<ExitCode> {
         ApikeyCmd::Revoke { id } => {
             ctx.client.apikey_revoke(&IdRef { id }).await?;
             ctx.print(&Done(format!("revoked API key {id}")))
+        }
+    }
+}
+
+async fn webhook(ctx: &Ctx, c: WebhookCmd) -> Result<ExitCode> {
+    let owner = ctx.owner_id;
+    match c {
+        WebhookCmd::Create {
+            url,
+            events,
+            project,
+        } => {
+            let events = events
+                .iter()
+                .map(|e| parse("--event", e.trim()))
+                .collect::<Result<Vec<_>>>()?;
+            let params = WebhookCreate {
+                url,
+                events,
+                project,
+                owner_id: owner,
+            };
+            ctx.print(&ctx.client.webhook_create(&params).await?)
+        }
+        WebhookCmd::List(p) => ctx.print(&ctx.client.webhook_list(&ctx.owner_list(&p)).await?),
+        WebhookCmd::Delete { id } => {
+            ctx.client
+                .webhook_delete(&WebhookRef {
+                    id,
+                    owner_id: owner,
+                })
+                .await?;
+            ctx.print(&Done(format!("deleted webhook {id}")))
+        }
+        WebhookCmd::Test { id } => ctx.print(
+            &ctx.client
+                .webhook_test(&WebhookRef {
+                    id,
+                    owner_id: owner,
+                })
+                .await?,
+        ),
+        WebhookCmd::Deliveries { id, status, page } => {
+            let status = status.map(|s| parse("--status", &s)).transpose()?;
+            let params = paged(
+                WebhookDeliveries {
+                    webhook_id: id,
+                    status,
+                    owner_id: owner,
+                    limit: None,
+                    cursor: None,
+                    page: None,
+                    offset: None,
+                },
+                &page,
+            );
+            ctx.print(&ctx.client.webhook_deliveries(&params).await?)
         }
     }
 }

@@ -362,6 +362,52 @@ impl Render for ApiKeyCreated {
     }
 }
 
+impl Row for webhooks::Webhook {
+    const HEADERS: &'static [&'static str] = &["ID", "URL", "EVENTS", "PROJECT", "CREATED"];
+    fn cells(&self) -> Vec<String> {
+        let events: Vec<&str> = self.events.iter().map(|e| e.as_str()).collect();
+        vec![
+            self.id.to_string(),
+            self.url.clone(),
+            events.join(","),
+            self.project.clone().unwrap_or_else(|| "-".into()),
+            when(&self.created_at),
+        ]
+    }
+}
+
+impl Render for webhooks::WebhookCreated {
+    fn table(&self) -> Table {
+        let mut t = self.webhook.table();
+        t.footer = Some(format!(
+            "secret {} · shown only once: store it now (receivers verify signatures with it)",
+            self.secret
+        ));
+        t
+    }
+}
+
+impl Row for webhooks::WebhookDelivery {
+    const HEADERS: &'static [&'static str] = &[
+        "ID", "TYPE", "STATUS", "ATTEMPTS", "HTTP", "CREATED", "NEXT", "ERROR",
+    ];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.id.to_string(),
+            self.kind.clone(),
+            self.status.to_string(),
+            self.attempts.to_string(),
+            self.last_status
+                .map_or_else(|| "-".into(), |s| s.to_string()),
+            when(&self.created_at),
+            self.next_attempt_at
+                .as_deref()
+                .map_or_else(|| "-".into(), when),
+            or_dash(self.last_error.as_deref().unwrap_or_default()),
+        ]
+    }
+}
+
 /// An empty answer (deletes): a one-line confirmation.
 pub struct Done(pub String);
 

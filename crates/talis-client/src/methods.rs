@@ -38,8 +38,10 @@ impl Client {
 
     /// Every project of the caller (all pages).
     pub async fn project_list_all(&self) -> Result<Vec<Project>> {
-        let mut params = OwnerList::default();
-        params.limit = Some(1000);
+        let mut params = OwnerList {
+            limit: Some(1000),
+            ..Default::default()
+        };
         let mut rows = Vec::new();
         loop {
             let page = self.project_list(&params).await?;

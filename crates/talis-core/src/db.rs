@@ -177,6 +177,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../../../sql/0002_scale_and_safety.sql")),
     (3, include_str!("../../../sql/0003_events.sql")),
     (4, include_str!("../../../sql/0004_quotas.sql")),
+    (5, include_str!("../../../sql/0005_webhooks.sql")),
 ];
 
 /// The schema version this code expects (the last migration).

@@ -23,6 +23,12 @@ pub const MAX_INSTANCES_PER_OWNER: &str = "max_instances_per_owner";
 pub const MAX_PROJECTS_PER_OWNER: &str = "max_projects_per_owner";
 pub const MAX_API_KEYS_PER_OWNER: &str = "max_api_keys_per_owner";
 pub const MAX_SSH_KEYS_PER_OWNER: &str = "max_ssh_keys_per_owner";
+pub const MAX_WEBHOOKS_PER_OWNER: &str = "max_webhooks_per_owner";
+
+/// Hosts and networks webhooks may reach despite the SSRF guard: a comma list of host names
+/// and addresses or CIDRs (`talis_api::egress::AllowList`); the workflows read the same list
+/// from `TALIS_WEBHOOK_ALLOW_HOSTS`. Empty: only public addresses.
+pub const WEBHOOK_ALLOW_HOSTS: &str = "webhook_allow_hosts";
 
 /// Days events are kept before the housekeeping workflow deletes them (default 30).
 pub const EVENT_RETENTION_DAYS: &str = "event_retention_days";
@@ -44,6 +50,8 @@ pub const ALL: &[&str] = &[
     MAX_PROJECTS_PER_OWNER,
     MAX_API_KEYS_PER_OWNER,
     MAX_SSH_KEYS_PER_OWNER,
+    MAX_WEBHOOKS_PER_OWNER,
     EVENT_RETENTION_DAYS,
     EVENT_WAIT_MAX_MS,
+    WEBHOOK_ALLOW_HOSTS,
 ];

@@ -7,6 +7,12 @@ use anyhow::Result;
 use crate::process::{Ready, Service, Spec};
 use crate::{bin, free_port};
 
+/// What the local stack (`cargo xtask up`, tests, benches) lets webhooks reach despite the
+/// SSRF guard: the loopback address receivers listen on here, and nothing else of 127/8 (so a
+/// test can show that 127.0.0.2 stays refused). Set as the API's `webhook_allow_hosts` and the
+/// workflows' `TALIS_WEBHOOK_ALLOW_HOSTS`.
+pub const LOCAL_WEBHOOK_ALLOW_HOSTS: &str = "127.0.0.1";
+
 /// Where the workflows find the API, the provider and their secrets.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -59,6 +65,7 @@ pub fn spec(opts: &Options, log_dir: &Path) -> Spec {
         .env("TALIS_INTERNAL_SECRET", &opts.internal_secret)
         .env("DIGITALOCEAN_API_URL", &opts.provider_url)
         .env("DIGITALOCEAN_TOKEN", &opts.provider_token)
+        .env("TALIS_WEBHOOK_ALLOW_HOSTS", LOCAL_WEBHOOK_ALLOW_HOSTS)
         .ready(Ready::Tcp(addr));
     if let Some(p) = &opts.public_url {
         spec = spec.env("TALIS_PUBLIC_URL", p);
@@ -95,6 +102,8 @@ pub struct StackOptions {
     /// Where the binaries are (e.g. `target/release` for benchmarks); next to the running
     /// executable when `None`.
     pub bin_dir: Option<std::path::PathBuf>,
+    /// Extra environment of the workflows (e.g. `TALIS_WEBHOOK_RETRY_INITIAL_MS`).
+    pub workflows_env: Vec<(String, String)>,
 }
 
 impl Default for StackOptions {
@@ -104,6 +113,7 @@ impl Default for StackOptions {
             provision_timeout_secs: 120,
             poll_max_ms: 2000,
             bin_dir: None,
+            workflows_env: Vec::new(),
         }
     }
 }
@@ -182,6 +192,7 @@ impl FullStack {
             ),
             ("TALIS_POLL_MAX_MS".into(), opts.poll_max_ms.to_string()),
         ];
+        wo.env.extend(opts.workflows_env.iter().cloned());
         wo.binary = Some(binary("talis-workflows"));
         let workflows = Workflows::start(&wo, &logs).await?;
         restate.register(&workflows.url()).await?;
@@ -190,7 +201,8 @@ impl FullStack {
                 .variable("admin_api_key", &admin_key)
                 .variable("internal_secret", &internal_secret)
                 .variable("restate_ingress_url", restate.ingress_url())
-                .variable("public_url", &api_url);
+                .variable("public_url", &api_url)
+                .variable("webhook_allow_hosts", LOCAL_WEBHOOK_ALLOW_HOSTS);
         host_opts.state_dir = Some(dir.join("spin"));
         host_opts.binary = Some(binary("talis-host"));
         host_opts.env = vec![("RUST_LOG".into(), "warn".into())];

@@ -7,7 +7,7 @@
 mod routes;
 mod trigger;
 
-use std::cell::{Cell, OnceCell};
+use std::cell::{Cell, OnceCell, RefCell};
 
 use futures::StreamExt;
 use spin_sdk::http::{Fields, IncomingRequest, Method, OutgoingResponse, ResponseOutparam};
@@ -84,6 +84,7 @@ fn settings() -> Settings {
                 settings::DEFAULT_EVENT_RETENTION_DAYS,
             ),
             event_wait_max_ms: number(settings::EVENT_WAIT_MAX_MS, talis_api::events::MAX_WAIT_MS),
+            webhook_allow_hosts: allow_list(),
         },
         restate_ingress_url: variable(settings::RESTATE_INGRESS_URL)
             .trim_end_matches('/')
@@ -119,6 +120,19 @@ fn number(name: &str, default: u32) -> u32 {
     })
 }
 
+/// Hosts webhooks may reach despite the SSRF guard; a malformed list is reported and allows
+/// nothing (the safe reading).
+fn allow_list() -> talis_api::egress::AllowList {
+    let v = variable(settings::WEBHOOK_ALLOW_HOSTS);
+    v.parse().unwrap_or_else(|e| {
+        eprintln!(
+            "talis: variable {}: {e}; webhooks may reach public addresses only",
+            settings::WEBHOOK_ALLOW_HOSTS
+        );
+        Default::default()
+    })
+}
+
 /// Every owner's default quotas (unset variables keep the built-in defaults).
 fn quotas() -> talis_api::Quotas {
     let d = talis_api::Quotas::default();
@@ -128,6 +142,7 @@ fn quotas() -> talis_api::Quotas {
         max_projects: read(settings::MAX_PROJECTS_PER_OWNER, d.max_projects),
         max_api_keys: read(settings::MAX_API_KEYS_PER_OWNER, d.max_api_keys),
         max_ssh_keys: read(settings::MAX_SSH_KEYS_PER_OWNER, d.max_ssh_keys),
+        max_webhooks: read(settings::MAX_WEBHOOKS_PER_OWNER, d.max_webhooks),
     }
 }
 
@@ -210,6 +225,8 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     let _ = out.set_with_body(response, reply.body).await;
     trigger::cancel(&settings, &db, cancel).await;
     trigger::dispatch_and_sweep(&settings, &db, dispatch).await;
+    let kicks = db.kicks.take();
+    trigger::deliver_and_sweep(&settings, &db, kicks).await;
 }
 
 async fn read_body(req: IncomingRequest) -> (Vec<u8>, bool) {
@@ -235,6 +252,8 @@ async fn read_body(req: IncomingRequest) -> (Vec<u8>, bool) {
 pub(crate) struct Db {
     conn: OnceCell<SpinSql>,
     checked: Cell<bool>,
+    /// Webhook deliveries committed by this request, to hand to Restate after the answer.
+    kicks: RefCell<Vec<talis_api::webhooks::WebhookKick>>,
 }
 
 impl Db {
@@ -262,5 +281,8 @@ pub(crate) fn with_service<T>(
         svc
     };
     svc.set_request_id(&settings.request_id);
-    f(&svc)
+    let out = f(&svc);
+    // Whatever committed (even under a call that failed afterwards) has its deliveries.
+    db.kicks.borrow_mut().extend(svc.take_kicks());
+    out
 }

@@ -1,8 +1,10 @@
-//! Outbound calls to the Restate ingress: the workflow trigger (after commit) with its sweep. A failed trigger never fails the call: the task is committed and the
-//! sweep re-triggers tasks whose `dispatched_at` is still empty.
+//! Outbound calls to the Restate ingress: the workflow trigger (after commit) with its sweep,
+//! and the hand-over of webhook deliveries with theirs. A failed trigger never fails the call:
+//! the task (or delivery) is committed and the sweep re-triggers what has no `dispatched_at`.
 
 use spin_sdk::http::{Method, Request, Response};
 use talis_api::TaskId;
+use talis_api::webhooks::WebhookKick;
 
 use crate::{Db, Settings, with_service};
 
@@ -10,6 +12,8 @@ use crate::{Db, Settings, with_service};
 const SWEEP_MIN_AGE_SECS: i64 = 5;
 /// Most tasks one request re-triggers.
 const SWEEP_BATCH: i64 = 5;
+/// Most webhooks whose deliveries one request hands over again.
+const SWEEP_WEBHOOKS: i64 = 100;
 
 async fn post(url: String, body: Vec<u8>) -> Option<u16> {
     post_with(url, body, None).await
@@ -114,4 +118,35 @@ async fn kick_housekeeping(settings: &Settings) {
         settings.restate_ingress_url, settings.core.deployment
     );
     let _ = post_with(url, b"false".to_vec(), Some(format!("housekeeping-{hour}"))).await;
+}
+
+/// Hands the committed webhook deliveries to Restate in one call, whatever their number: the
+/// `WebhookDispatch` service fans out one kick per webhook inside Restate (so a batch of 500
+/// events costs this request one HTTP call, not 500). Adds the sweep: deliveries whose hand-over
+/// failed earlier (no `dispatched_at` after 5 s), grouped by webhook.
+pub(crate) async fn deliver_and_sweep(settings: &Settings, db: &Db, mut kicks: Vec<WebhookKick>) {
+    let ingress = settings.restate_ingress_url.as_str();
+    if ingress.is_empty() {
+        return;
+    }
+    if let Ok(stale) = with_service(settings, db, |svc| {
+        svc.webhooks_undispatched(SWEEP_MIN_AGE_SECS, SWEEP_WEBHOOKS)
+    }) {
+        for k in stale {
+            if !kicks
+                .iter()
+                .any(|x| x.webhook_id == k.webhook_id && x.through >= k.through)
+            {
+                kicks.push(k);
+            }
+        }
+    }
+    if kicks.is_empty() {
+        return;
+    }
+    let body = serde_json::to_vec(&kicks).unwrap_or_default();
+    let status = post(format!("{ingress}/WebhookDispatch/dispatch/send"), body).await;
+    if matches!(status, Some(200..=299)) {
+        let _ = with_service(settings, db, |svc| svc.webhooks_dispatched(&kicks));
+    }
 }

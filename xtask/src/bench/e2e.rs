@@ -203,6 +203,7 @@ async fn scenario(bin_dir: &std::path::Path, name: &str, s: &Scenario) -> Result
         provision_timeout_secs: 1800,
         poll_max_ms: 5000,
         bin_dir: Some(bin_dir.to_path_buf()),
+        ..StackOptions::default()
     };
     let stack = FullStack::start(&dir, opts)
         .await

@@ -30,14 +30,19 @@ pub(crate) struct On {
 }
 
 impl Service<'_> {
-    /// Appends an event (inside the caller's transaction). With a `dedup` key, a second event
-    /// of the same task and key is not written; returns whether it was.
+    /// Appends an event (inside the caller's transaction), with its webhook deliveries. With a
+    /// `dedup` key, a second event of the same task and key is not written; returns whether it
+    /// was.
     pub(crate) fn record_event(
         &self,
         on: On,
         body: &EventBody,
         dedup: Option<&str>,
     ) -> Result<bool> {
+        self.tx(|| self.insert_event(on, body, dedup))
+    }
+
+    fn insert_event(&self, on: On, body: &EventBody, dedup: Option<&str>) -> Result<bool> {
         let rows = self.q(
             "INSERT INTO events (at, owner_id, kind, project_id, task_id, instance_id, data, dedup_key) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
@@ -52,6 +57,9 @@ impl Service<'_> {
                 dedup.into(),
             ],
         )?;
+        if let Some(id) = rows.first().map(|r| r.int(0)) {
+            self.fan_out(id, &on, body.kind())?;
+        }
         Ok(!rows.is_empty())
     }
 

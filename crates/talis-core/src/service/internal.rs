@@ -180,6 +180,8 @@ impl Service<'_> {
     pub(super) fn event_purge(&self, p: Valid<EventPurge>) -> Result<Purged> {
         let days = self.cfg.event_retention_days;
         let deleted = self.purge_events(days, i64::from(p.limit))? as u32;
+        // Finished webhook deliveries go with the events they carried.
+        self.purge_deliveries(days, i64::from(p.limit))?;
         Ok(Purged {
             deleted,
             retention_days: days,

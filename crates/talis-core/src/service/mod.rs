@@ -15,6 +15,7 @@ mod quotas;
 pub use phone_home::{PhoneHomeApplied, PhoneHomeToken};
 mod projects;
 mod tasks;
+mod webhooks;
 
 use std::cell::{Cell, RefCell};
 
@@ -48,6 +49,8 @@ pub struct Config {
     /// Longest an `event.list` long-poll holds its request (`event_wait_max_ms`, at most
     /// [`talis_api::events::MAX_WAIT_MS`]).
     pub event_wait_max_ms: u32,
+    /// Hosts webhooks may reach despite the SSRF guard (`webhook_allow_hosts`).
+    pub webhook_allow_hosts: talis_api::egress::AllowList,
 }
 
 /// What a call produced: the `data` of the answer, and the work to do once it is committed.
@@ -75,6 +78,10 @@ pub struct Service<'a> {
     request_id: RefCell<String>,
     /// Inside a transaction: a nested [`Service::tx`] joins it.
     in_tx: Cell<bool>,
+    /// Webhook deliveries to hand to the workflow engine once committed.
+    kicks: RefCell<Vec<talis_api::webhooks::WebhookKick>>,
+    /// The webhooks of each owner seen in the current transaction.
+    subscriptions: webhooks::Cache,
 }
 
 /// Generates the dispatch from the method table: each entry's name runs the handler of the
@@ -127,6 +134,8 @@ impl<'a> Service<'a> {
             after: RefCell::default(),
             request_id: RefCell::default(),
             in_tx: Cell::new(false),
+            kicks: RefCell::default(),
+            subscriptions: webhooks::Cache::default(),
         }
     }
 
@@ -243,13 +252,21 @@ impl<'a> Service<'a> {
         Ok(())
     }
 
-    /// One transaction around `f`; inside another, `f` joins it.
+    /// One transaction around `f`; inside another, `f` joins it. Work queued for after the
+    /// commit is dropped with a rollback.
     fn tx<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
         if self.in_tx.get() {
             return f();
         }
         self.in_tx.set(true);
+        // Webhooks read under this transaction's write lock are current until it ends.
+        self.subscriptions.clear();
+        let kicks = self.kicks.borrow().len();
         let out = db::transaction(self.db, f);
+        if out.is_err() {
+            self.kicks.borrow_mut().truncate(kicks);
+        }
+        self.subscriptions.clear();
         self.in_tx.set(false);
         out
     }

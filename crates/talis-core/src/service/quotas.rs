@@ -19,6 +19,7 @@ pub(crate) enum Quota {
     Projects,
     ApiKeys,
     SshKeys,
+    Webhooks,
 }
 
 impl Quota {
@@ -29,6 +30,7 @@ impl Quota {
             Quota::Projects => settings::MAX_PROJECTS_PER_OWNER,
             Quota::ApiKeys => settings::MAX_API_KEYS_PER_OWNER,
             Quota::SshKeys => settings::MAX_SSH_KEYS_PER_OWNER,
+            Quota::Webhooks => settings::MAX_WEBHOOKS_PER_OWNER,
         }
     }
 
@@ -38,6 +40,7 @@ impl Quota {
             Quota::Projects => q.max_projects,
             Quota::ApiKeys => q.max_api_keys,
             Quota::SshKeys => q.max_ssh_keys,
+            Quota::Webhooks => q.max_webhooks,
         }
     }
 
@@ -60,6 +63,10 @@ impl Quota {
                 "SELECT COUNT(*) FROM ssh_keys WHERE owner_id = ? AND deleted_at IS NULL",
                 None,
             ),
+            Quota::Webhooks => (
+                "SELECT COUNT(*) FROM webhooks WHERE owner_id = ? AND deleted_at IS NULL",
+                None,
+            ),
         };
         let mut args = vec![owner.into()];
         args.extend(extra.map(Into::into));
@@ -72,7 +79,7 @@ impl Service<'_> {
     fn limits(&self, owner: OwnerId) -> Result<Quotas> {
         let d = self.cfg.quotas;
         let Some(r) = self.q1(
-            "SELECT max_instances, max_projects, max_api_keys, max_ssh_keys FROM quotas WHERE owner_id = ?",
+            "SELECT max_instances, max_projects, max_api_keys, max_ssh_keys, max_webhooks FROM quotas WHERE owner_id = ?",
             &[owner.into()],
         )?
         else {
@@ -84,6 +91,7 @@ impl Service<'_> {
             max_projects: or(1, d.max_projects),
             max_api_keys: or(2, d.max_api_keys),
             max_ssh_keys: or(3, d.max_ssh_keys),
+            max_webhooks: or(4, d.max_webhooks),
         })
     }
 
@@ -123,6 +131,7 @@ impl Service<'_> {
             max_projects: Quota::Projects.used(self, owner)?,
             max_api_keys: Quota::ApiKeys.used(self, owner)?,
             max_ssh_keys: Quota::SshKeys.used(self, owner)?,
+            max_webhooks: Quota::Webhooks.used(self, owner)?,
         };
         Ok(QuotaUsage {
             owner_id: owner,
@@ -139,9 +148,9 @@ impl Service<'_> {
         self.tx(|| {
             self.require_owner(p.owner_id)?;
             self.q(
-                "INSERT INTO quotas (owner_id, max_instances, max_projects, max_api_keys, max_ssh_keys, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (owner_id) DO UPDATE SET max_instances = ?2, \
-                 max_projects = ?3, max_api_keys = ?4, max_ssh_keys = ?5, updated_at = ?6",
+                "INSERT INTO quotas (owner_id, max_instances, max_projects, max_api_keys, max_ssh_keys, max_webhooks, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?7, ?6) ON CONFLICT (owner_id) DO UPDATE SET max_instances = ?2, \
+                 max_projects = ?3, max_api_keys = ?4, max_ssh_keys = ?5, max_webhooks = ?7, updated_at = ?6",
                 &[
                     p.owner_id.into(),
                     p.max_instances.map(i64::from).into(),
@@ -149,6 +158,7 @@ impl Service<'_> {
                     p.max_api_keys.map(i64::from).into(),
                     p.max_ssh_keys.map(i64::from).into(),
                     now().into(),
+                    p.max_webhooks.map(i64::from).into(),
                 ],
             )?;
             self.usage(p.owner_id)

@@ -21,6 +21,7 @@ pub fn cfg() -> Config {
         quotas: Default::default(),
         event_retention_days: 30,
         event_wait_max_ms: 30_000,
+        webhook_allow_hosts: Default::default(),
     }
 }
 
