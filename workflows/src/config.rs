@@ -44,6 +44,20 @@ pub struct Config {
     /// Seconds between two housekeeping ticks (reconcile sweep, event retention).
     #[arg(long, env = "TALIS_HOUSEKEEPING_SECS", default_value_t = 300)]
     pub housekeeping_secs: u64,
+    /// Address of the HTTP/1 listener serving `GET /metrics` (Prometheus text) and `GET /health`
+    /// (liveness).
+    #[arg(long, env = "TALIS_METRICS_LISTEN", default_value = "127.0.0.1:9081")]
+    pub metrics_listen: SocketAddr,
+    /// Log lines for people (`text`) or one JSON object per line (`json`).
+    #[arg(long, env = "TALIS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// `--log-format` (the same flag and variable as talis-host and the fake cloud).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 impl Config {
