@@ -133,9 +133,7 @@ impl Chunk<'_, '_> {
                 }
                 // The provider's rate limit: wait it out durably, then ensure what is left.
                 todo = wave.deferred.iter().map(|&i| todo[i].clone()).collect();
-                self.ctx
-                    .sleep(Duration::from_millis(wave.retry_after_ms.max(200)))
-                    .await?;
+                self.ctx.sleep(wave.rate_limit_sleep()).await?;
             }
         }
         let phone_home = !self.plan.at.public_url.is_empty();
@@ -340,7 +338,7 @@ impl Chunk<'_, '_> {
         let project = keys.project(self.plan.at.project);
         let instance_keys: Vec<String> = ids.iter().map(|&id| keys.instance(id)).collect();
         self.ctx
-            .run(|| steps::destroy(app, project, instance_keys))
+            .run(|| steps::destroy(app, step, project, instance_keys))
             .name(step)
             .retry_policy(rpc_policy())
             .await

@@ -66,6 +66,20 @@ pub struct Config {
     /// Longest pause between two attempts of one delivery.
     #[arg(long, env = "TALIS_WEBHOOK_RETRY_MAX_SECS", default_value_t = 3_600)]
     pub webhook_retry_max_secs: u64,
+    /// Address of the HTTP/1 listener serving `GET /metrics` (Prometheus text) and `GET /health`
+    /// (liveness).
+    #[arg(long, env = "TALIS_METRICS_LISTEN", default_value = "127.0.0.1:9090")]
+    pub metrics_listen: SocketAddr,
+    /// Log lines for people (`text`) or one JSON object per line (`json`).
+    #[arg(long, env = "TALIS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// `--log-format` (the same flag and variable as talis-host and the fake cloud).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 impl Config {

@@ -14,9 +14,10 @@ use talis_api::internal::{Deployment, DeploymentGet, EventPurge, ReconcileRecord
 use talis_api::methods::internal as m;
 
 use crate::App;
+use crate::metrics;
 use crate::plan::Keys;
 use crate::policy::{provider_policy, rpc_policy};
-use crate::steps::{self, now_ms, provider_err, rpc_err};
+use crate::steps::{self, names, now_ms, provider_err, rpc_err};
 
 /// State key: when the next scheduled tick is due (Unix ms).
 const NEXT: &str = "next_at";
@@ -98,13 +99,15 @@ impl Housekeeping {
         let a = app.clone();
         let d: Deployment = ctx
             .run(|| async move {
-                a.rpc
-                    .call::<m::DeploymentGet>(&DeploymentGet {})
-                    .await
-                    .map(Json)
-                    .map_err(rpc_err)
+                metrics::step(
+                    names::DEPLOYMENT,
+                    a.rpc.call::<m::DeploymentGet>(&DeploymentGet {}),
+                )
+                .await
+                .map(Json)
+                .map_err(rpc_err)
             })
-            .name("deployment")
+            .name(names::DEPLOYMENT)
             .retry_policy(rpc_policy())
             .await?
             .into_inner();
@@ -112,7 +115,9 @@ impl Housekeeping {
         let (a, tag) = (app.clone(), keys.deployment_tag());
         let machines: Vec<Tagged> = ctx
             .run(|| async move {
-                let ms = a.provider.list_tagged(&tag).await.map_err(provider_err)?;
+                let ms = metrics::step(names::LIST_DEPLOYMENT, a.provider.list_tagged(&tag))
+                    .await
+                    .map_err(provider_err)?;
                 Ok(Json(
                     ms.into_iter()
                         .map(|m| Tagged {
@@ -123,7 +128,7 @@ impl Housekeeping {
                         .collect::<Vec<_>>(),
                 ))
             })
-            .name("list deployment machines")
+            .name(names::LIST_DEPLOYMENT)
             .retry_policy(provider_policy())
             .await?
             .into_inner();
@@ -131,7 +136,7 @@ impl Housekeeping {
         let a = app.clone();
         let live: HashSet<InstanceId> = ctx
             .run(|| steps::live(a, ids))
-            .name("live instances")
+            .name(names::LIVE)
             .retry_policy(rpc_policy())
             .await?
             .into_inner()
@@ -150,12 +155,16 @@ impl Housekeeping {
                     .collect::<Vec<_>>(),
             );
             ctx.run(|| async move {
-                for r in &refs {
-                    a.provider.delete_machine(r).await.map_err(provider_err)?;
-                }
-                Ok(())
+                metrics::step(names::DESTROY_ORPHANS, async {
+                    for r in &refs {
+                        a.provider.delete_machine(r).await?;
+                    }
+                    Ok(())
+                })
+                .await
+                .map_err(provider_err)
             })
-            .name("destroy orphans")
+            .name(names::DESTROY_ORPHANS)
             .retry_policy(provider_policy())
             .await?;
             let record = ReconcileRecord {
@@ -164,12 +173,14 @@ impl Housekeeping {
             };
             let a = app.clone();
             ctx.run(|| async move {
-                a.rpc
-                    .call::<m::ReconcileRecord>(&record)
-                    .await
-                    .map_err(rpc_err)
+                metrics::step(
+                    names::RECORD_RECONCILE,
+                    a.rpc.call::<m::ReconcileRecord>(&record),
+                )
+                .await
+                .map_err(rpc_err)
             })
-            .name("record reconcile")
+            .name(names::RECORD_RECONCILE)
             .retry_policy(rpc_policy())
             .await?;
             swept.destroyed = doomed.into_iter().map(|m| m.provider_ref).collect();
@@ -178,13 +189,16 @@ impl Housekeeping {
             let a = app.clone();
             let deleted = ctx
                 .run(|| async move {
-                    a.rpc
-                        .call::<m::EventPurge>(&EventPurge { limit: PURGE_BATCH })
-                        .await
-                        .map(|p| p.deleted)
-                        .map_err(rpc_err)
+                    metrics::step(
+                        names::PURGE_EVENTS,
+                        a.rpc
+                            .call::<m::EventPurge>(&EventPurge { limit: PURGE_BATCH }),
+                    )
+                    .await
+                    .map(|p| p.deleted)
+                    .map_err(rpc_err)
                 })
-                .name(format!("purge events #{n}"))
+                .name(format!("{} #{n}", names::PURGE_EVENTS))
                 .retry_policy(rpc_policy())
                 .await?;
             swept.events_deleted += deleted;

@@ -12,6 +12,7 @@
 mod chunk;
 pub mod config;
 pub mod housekeeping;
+pub mod metrics;
 pub mod plan;
 mod policy;
 pub mod rpc;
@@ -46,7 +47,8 @@ impl App {
         let provider = talis_provider::DigitalOcean::new(talis_provider::Config::new(
             &config.do_api_url,
             &config.do_token,
-        ))?;
+        ))?
+        .with_observer(Arc::new(metrics::ProviderMetrics));
         Ok(Arc::new(Self {
             rpc: rpc::Internal::new(&config.api_url, &config.internal_secret)?,
             provider: Arc::new(provider),

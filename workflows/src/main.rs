@@ -7,21 +7,29 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use restate_sdk::prelude::*;
 use tracing::{info, warn};
 
-use talis_workflows::config::Config;
+use talis_workflows::config::{Config, LogFormat};
 use talis_workflows::{
-    App, Housekeeping, TaskChunk, TaskWorkflow, WebhookDispatch, WebhookEndpoint,
+    App, Housekeeping, TaskChunk, TaskWorkflow, WebhookDispatch, WebhookEndpoint, metrics,
 };
 
-#[tokio::main]
-async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
+fn init_logs(format: LogFormat) {
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,restate_sdk=warn".into()),
         )
         .with_ansi(false)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
     let config = Config::parse();
+    init_logs(config.log_format);
     if !secret_is_strong(&config.internal_secret) {
         anyhow::bail!(
             "TALIS_INTERNAL_SECRET is shorter than {} characters: the API would refuse it (set the same long secret on both sides)",
@@ -29,6 +37,16 @@ async fn main() -> Result<()> {
         );
     }
     let listen = config.listen;
+    let metrics_listener = metrics::bind(config.metrics_listen)
+        .await
+        .with_context(|| format!("binding the metrics listener {}", config.metrics_listen))?;
+    info!(
+        "metrics on http://{}{} (liveness: {})",
+        metrics_listener.local_addr()?,
+        metrics::METRICS_PATH,
+        metrics::HEALTH_PATH
+    );
+    tokio::spawn(metrics::serve(metrics_listener));
     let app = App::new(config)?;
     let mut builder = Endpoint::builder()
         .bind(TaskWorkflow(app.clone()))

@@ -4,6 +4,7 @@
 //! step with its policy); terminal (4xx with the provider's message) → recorded as an outcome.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use restate_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -15,6 +16,7 @@ use talis_api::methods::internal as m;
 use talis_api::{InstanceId, InstanceStatus, TaskId, VolumeDetail};
 
 use crate::App;
+use crate::metrics;
 use crate::plan::{ChunkRef, Plan};
 use crate::rpc::RpcError;
 use crate::wait::Seen;
@@ -37,7 +39,17 @@ pub mod names {
     pub const DELETE_PROJECT: &str = "delete project";
     pub const DESTROY_PROJECT: &str = "destroy project";
     pub const FINISH: &str = "finish";
+    // Housekeeping.
+    pub const DEPLOYMENT: &str = "deployment";
+    pub const LIST_DEPLOYMENT: &str = "list deployment machines";
+    pub const LIVE: &str = "live instances";
+    pub const DESTROY_ORPHANS: &str = "destroy orphans";
+    pub const RECORD_RECONCILE: &str = "record reconcile";
+    pub const PURGE_EVENTS: &str = "purge events";
 }
+
+/// The shortest durable sleep for a rate limit (a `retry-after` of 0 still waits this long).
+const MIN_RATE_LIMIT_SLEEP: Duration = Duration::from_millis(200);
 
 pub(crate) fn rpc_err(e: RpcError) -> HandlerError {
     if e.is_retryable() {
@@ -67,8 +79,7 @@ pub(crate) async fn claim(
         invocation_id,
         chunk_size: app.config.chunk_size,
     };
-    app.rpc
-        .call::<m::TaskClaim>(&p)
+    metrics::step(names::CLAIM, app.rpc.call::<m::TaskClaim>(&p))
         .await
         .map(Json)
         .map_err(rpc_err)
@@ -80,7 +91,9 @@ pub(crate) async fn plan(app: Arc<App>, at: ChunkRef) -> HandlerResult<Json<Plan
         task_id: at.task,
         range: at.range,
     };
-    let c = app.rpc.call::<m::TaskChunk>(&p).await.map_err(rpc_err)?;
+    let c = metrics::step(names::PLAN, app.rpc.call::<m::TaskChunk>(&p))
+        .await
+        .map_err(rpc_err)?;
     Ok(Json(Plan::new(at, c)))
 }
 
@@ -92,6 +105,18 @@ pub(crate) async fn record(
     step: &'static str,
     transitions: Vec<InstanceTransition>,
 ) -> HandlerResult<Json<TransitionsApplied>> {
+    metrics::step(step, record_now(app, task, step, transitions))
+        .await
+        .map(Json)
+}
+
+/// [`record`] without its step timing (the early records inside an ensure step).
+async fn record_now(
+    app: Arc<App>,
+    task: TaskId,
+    step: &'static str,
+    transitions: Vec<InstanceTransition>,
+) -> HandlerResult<TransitionsApplied> {
     let p = InstanceTransitionBatch {
         task_id: task,
         step: step.to_owned(),
@@ -100,7 +125,6 @@ pub(crate) async fn record(
     app.rpc
         .call::<m::InstanceTransitionBatch>(&p)
         .await
-        .map(Json)
         .map_err(rpc_err)
 }
 
@@ -118,8 +142,7 @@ pub(crate) async fn transition_all(
         to,
         error,
     };
-    app.rpc
-        .call::<m::TaskTransitionAll>(&p)
+    metrics::step(step, app.rpc.call::<m::TaskTransitionAll>(&p))
         .await
         .map(drop)
         .map_err(rpc_err)
@@ -138,8 +161,7 @@ pub(crate) async fn finish(
         result: Some(result).filter(|r| !r.is_null()),
         error,
     };
-    app.rpc
-        .call::<m::TaskFinish>(&p)
+    metrics::step(names::FINISH, app.rpc.call::<m::TaskFinish>(&p))
         .await
         .map(drop)
         .map_err(rpc_err)
@@ -162,7 +184,9 @@ pub(crate) async fn look(
         task_id: task,
         range,
     };
-    let progress = app.rpc.call::<m::TaskProgress>(&p).await.map_err(rpc_err)?;
+    let progress = metrics::step(names::LOOK, app.rpc.call::<m::TaskProgress>(&p))
+        .await
+        .map_err(rpc_err)?;
     Ok(Json(Looked {
         progress,
         now_ms: now_ms(),
@@ -212,6 +236,13 @@ pub(crate) struct Wave {
     pub retry_after_ms: u64,
 }
 
+impl Wave {
+    /// The durable sleep before ensuring the deferred batches again.
+    pub(crate) fn rate_limit_sleep(&self) -> Duration {
+        Duration::from_millis(self.retry_after_ms).max(MIN_RATE_LIMIT_SLEEP)
+    }
+}
+
 /// Ensures the machines of several batches in one provider round: one look-up of the project
 /// (and of the volumes, if any instance has some), then one multi-create per batch, or per
 /// machine with volumes. Creation is idempotent by machine name, so a retried step finds what
@@ -224,6 +255,19 @@ pub(crate) async fn ensure(
     plan: Arc<Plan>,
     batches: Vec<Vec<usize>>,
 ) -> HandlerResult<Json<Wave>> {
+    let wave = metrics::step(names::ENSURE, ensure_now(app, plan, batches)).await?;
+    // Counted here, in the step that decides it, not where the workflow sleeps (replayed).
+    if !wave.deferred.is_empty() {
+        metrics::workflow_rate_limit_wait(wave.rate_limit_sleep());
+    }
+    Ok(Json(wave))
+}
+
+async fn ensure_now(
+    app: Arc<App>,
+    plan: Arc<Plan>,
+    batches: Vec<Vec<usize>>,
+) -> HandlerResult<Wave> {
     let expires = now_ms() / 1000 + app.config.provision_timeout().as_secs() as i64;
     let secret = app.config.internal_secret.as_str();
     let specs: Vec<talis_provider::MachineBatch> = batches
@@ -244,7 +288,7 @@ pub(crate) async fn ensure(
                     ts.extend(more);
                 }
                 // Best effort: a failure is repaired by the journaled record after the step.
-                let _ = record(app.clone(), task, names::RECORD_CREATED, ts).await;
+                let _ = record_now(app.clone(), task, names::RECORD_CREATED, ts).await;
             }
         })
     };
@@ -277,7 +321,7 @@ pub(crate) async fn ensure(
         }
     }
     wave.ensured.sort_by_key(|e| e.index);
-    Ok(Json(wave))
+    Ok(wave)
 }
 
 /// A batch's ensured machines as the workflow journals them.
@@ -306,7 +350,9 @@ fn ensured(plan: &Plan, batch: &[usize], machines: Vec<talis_provider::Ensured>)
 
 /// One list call (paginated) of the machines carrying `tag`.
 pub(crate) async fn poll(app: Arc<App>, tag: String) -> HandlerResult<Json<Vec<Seen>>> {
-    let machines = app.provider.list_tagged(&tag).await.map_err(provider_err)?;
+    let machines = metrics::step(names::POLL, app.provider.list_tagged(&tag))
+        .await
+        .map_err(provider_err)?;
     Ok(Json(
         machines
             .into_iter()
@@ -323,35 +369,33 @@ pub(crate) async fn poll(app: Arc<App>, tag: String) -> HandlerResult<Json<Vec<S
 /// instance keys; Ok for what is already gone.
 pub(crate) async fn destroy(
     app: Arc<App>,
+    step: &'static str,
     project_key: String,
     instance_keys: Vec<String>,
 ) -> HandlerResult<()> {
     if instance_keys.is_empty() {
         return Ok(());
     }
-    app.provider
-        .delete_machines(&project_key, &instance_keys)
-        .await
-        .map_err(provider_err)?;
-    app.provider
-        .delete_volumes(&instance_keys)
-        .await
-        .map_err(provider_err)
+    metrics::step(step, async {
+        app.provider
+            .delete_machines(&project_key, &instance_keys)
+            .await?;
+        app.provider.delete_volumes(&instance_keys).await
+    })
+    .await
+    .map_err(provider_err)
 }
 
 /// Destroys everything tagged for the project (machines and volumes); returns how many machines
 /// are still listed (deletion is asynchronous at the provider; the workflow polls until 0).
 pub(crate) async fn destroy_project(app: Arc<App>, project_key: String) -> HandlerResult<u64> {
-    app.provider
-        .delete_project(&project_key)
-        .await
-        .map_err(provider_err)?;
-    let left = app
-        .provider
-        .list_project(&project_key)
-        .await
-        .map_err(provider_err)?;
-    Ok(left.len() as u64)
+    metrics::step(names::DESTROY_PROJECT, async {
+        app.provider.delete_project(&project_key).await?;
+        app.provider.list_project(&project_key).await
+    })
+    .await
+    .map(|left| left.len() as u64)
+    .map_err(provider_err)
 }
 
 /// The instances of `ids` known to the API as still possibly having a machine.
@@ -360,8 +404,7 @@ pub(crate) async fn live(
     ids: Vec<InstanceId>,
 ) -> HandlerResult<Json<Vec<InstanceId>>> {
     let p = talis_api::internal::InstanceLive { instance_ids: ids };
-    app.rpc
-        .call::<m::InstanceLive>(&p)
+    metrics::step(names::LIVE, app.rpc.call::<m::InstanceLive>(&p))
         .await
         .map(|l| Json(l.live))
         .map_err(rpc_err)

@@ -49,6 +49,7 @@ impl TaskWorkflow {
         ctx: WorkflowContext<'_>,
         _trigger: Option<Json<Value>>,
     ) -> HandlerResult<Json<Value>> {
+        let _active = crate::metrics::ActiveTask::start();
         let task: TaskId = ctx
             .key()
             .parse()

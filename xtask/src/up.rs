@@ -156,6 +156,7 @@ fn check_ports_free(fake: bool) -> Result<()> {
     let mut wanted: Vec<(&str, u16)> = vec![
         ("API", ports::API),
         ("workflows", ports::WORKFLOWS),
+        ("workflows metrics", ports::WORKFLOWS_METRICS),
         ("Restate ingress", ports::RESTATE_INGRESS),
         ("Restate admin", ports::RESTATE_ADMIN),
         ("Restate node", ports::RESTATE_NODE),
@@ -391,6 +392,7 @@ async fn start_all(
         &provider.token,
     );
     wopts.port = ports::WORKFLOWS;
+    wopts.metrics_port = ports::WORKFLOWS_METRICS;
     wopts.public_url = Some(public_url);
     let wf = workflows::Workflows::start(&wopts, logs).await?;
     let wf_url = wf.url();
@@ -502,6 +504,10 @@ fn banner(
     } else {
         println!("  Cloud        {}", provider.url);
     }
+    println!(
+        "  Metrics      {api_url}/metrics (host) · http://127.0.0.1:{}/metrics (workflows) · {api_url}/api/v1/metrics (fleet, admin key)",
+        ports::WORKFLOWS_METRICS
+    );
     if let Some(layout) = cluster {
         println!("{layout}");
     }

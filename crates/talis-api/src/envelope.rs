@@ -164,6 +164,21 @@ pub struct Health {
     pub status: String,
 }
 
+/// `GET /ready`: the database answers and its schema is the one this build expects (200), or
+/// why not (503).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Readiness {
+    /// `ready` or `not ready`.
+    pub status: String,
+    /// The database's schema version; null when the database did not answer.
+    pub schema_version: Option<i64>,
+    /// The schema version this build expects.
+    pub latest_schema_version: i64,
+    /// Why it is not ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

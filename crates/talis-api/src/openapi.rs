@@ -6,7 +6,7 @@ use schemars::generate::{SchemaGenerator, SchemaSettings};
 use schemars::{JsonSchema, Schema};
 use serde_json::{Map, Value, json};
 
-use crate::envelope::{Health, RouteError, RpcRequest, RpcResponse, Slug};
+use crate::envelope::{Health, Readiness, RouteError, RpcRequest, RpcResponse, Slug};
 use crate::internal::PhoneHomeBody;
 use crate::methods::{self, MethodInfo};
 use crate::model::Instance;
@@ -234,6 +234,27 @@ pub fn document() -> Value {
         "/health".into(),
         json!({ "get": { "summary": "Liveness", "security": [], "tags": ["ops"],
         "responses": { "200": { "description": "ok", "content": json_content(health) } } } }),
+    );
+    let ready = to_value(g.subschema_for::<Readiness>());
+    paths.insert(
+        "/ready".into(),
+        json!({ "get": { "summary": "Readiness: the database answers and its schema is current (a fresh database is migrated first)",
+        "security": [], "tags": ["ops"],
+        "responses": { "200": { "description": "ready", "content": json_content(ready.clone()) },
+                       "503": { "description": "not ready, with the reason", "content": json_content(ready) } } } }),
+    );
+    let prometheus = json!({ "text/plain; version=0.0.4": { "schema": { "type": "string" } } });
+    paths.insert(
+        "/api/v1/metrics".into(),
+        json!({ "get": { "summary": "Fleet gauges in the Prometheus text format (admin keys only)",
+        "description": "`talis_fleet_instances{status,provider}` and `talis_fleet_tasks{status}`: every owner's rows, counted when scraped.",
+        "tags": ["ops"],
+        "responses": {
+            "200": { "description": "Prometheus text format 0.0.4", "content": prometheus },
+            "401": { "description": "No API key, or an unknown or revoked one", "content": json_content(rpc_err.clone()) },
+            "403": { "description": "Not an admin key", "content": json_content(rpc_err.clone()) },
+            "500": { "description": "Storage failure", "content": json_content(rpc_err.clone()) },
+        } } }),
     );
     paths.insert("/api/v1/openapi.json".into(), json!({ "get": { "summary": "This document", "security": [], "tags": ["ops"],
         "responses": { "200": { "description": "OpenAPI 3 document", "content": json_content(json!({ "type": "object" })) } } } }));

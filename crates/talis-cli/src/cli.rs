@@ -81,6 +81,13 @@ pub enum Command {
     /// The original CLI's file-driven commands (create.json / delete.json)
     #[command(subcommand)]
     Infra(InfraCmd),
+    /// The event log: status changes, provider steps and API calls, oldest first; `--follow`
+    /// waits for new ones
+    #[command(alias = "event")]
+    Events(EventsArgs),
+    /// Quotas of an owner and what it uses
+    #[command(subcommand, alias = "quotas")]
+    Quota(QuotaCmd),
     /// Show or write the config file
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -161,10 +168,64 @@ pub enum ProjectCmd {
     },
 }
 
+/// `talis events`: filters, paging and `--follow`.
+#[derive(Args, Debug, Clone)]
+pub struct EventsArgs {
+    /// Only this project's events
+    #[arg(short, long)]
+    pub project: Option<String>,
+    /// Only this task's events (with --follow: until the task finishes)
+    #[arg(long, value_name = "ID")]
+    pub task: Option<TaskId>,
+    /// Only this instance's events
+    #[arg(long, value_name = "ID")]
+    pub instance: Option<InstanceId>,
+    /// Only these kinds (repeatable): instance.status, task.status, api.call, provider.step, reconcile
+    #[arg(long = "kind", value_name = "KIND")]
+    pub kinds: Vec<String>,
+    /// Events after this event id (a page's next cursor)
+    #[arg(long, value_name = "ID", alias = "cursor")]
+    pub after: Option<String>,
+    /// Events per page (1-1000; default 50)
+    #[arg(long)]
+    pub limit: Option<u32>,
+    /// Keep printing new events as they happen (one line each on a terminal, JSON lines when
+    /// piped or with -o json); Ctrl-C stops
+    #[arg(short, long)]
+    pub follow: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum QuotaCmd {
+    /// The limits in force and what the owner uses (yours, or --owner-id's with an admin key)
+    Get,
+    /// Override an owner's limits (admin); a limit not given goes back to the deployment's default
+    Set {
+        /// The owner (user id)
+        owner: OwnerId,
+        #[arg(long)]
+        max_instances: Option<u32>,
+        #[arg(long)]
+        max_projects: Option<u32>,
+        #[arg(long)]
+        max_api_keys: Option<u32>,
+        #[arg(long)]
+        max_ssh_keys: Option<u32>,
+        #[arg(long)]
+        max_webhooks: Option<u32>,
+    },
+}
+
 #[derive(Subcommand, Debug)]
 pub enum TaskCmd {
-    /// Show one task
-    Get { id: TaskId },
+    /// Show one task: on a terminal a summary (status, instances by status, duration, the last
+    /// events, the Restate UI link); JSON when piped or with -o json
+    Get {
+        id: TaskId,
+        /// Print the task's whole history (its logs) instead of the summary
+        #[arg(long)]
+        logs: bool,
+    },
     /// List a project's tasks
     List {
         #[arg(short, long)]
@@ -406,6 +467,9 @@ pub const COVERAGE: &[(&str, &str)] = &[
     (m::WebhookDelete::NAME, "webhook delete"),
     (m::WebhookTest::NAME, "webhook test"),
     (m::WebhookDeliveries::NAME, "webhook deliveries"),
+    (m::EventList::NAME, "events"),
+    (m::QuotaGet::NAME, "quota get"),
+    (m::QuotaSet::NAME, "quota set"),
 ];
 
 #[cfg(test)]

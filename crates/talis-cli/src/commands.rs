@@ -14,6 +14,7 @@ use talis_client::{Client, Route};
 
 use crate::cli::*;
 use crate::config::{self, FileConfig};
+use crate::events;
 use crate::input::{self, RequestFile};
 use crate::output::{self, Done, Render, Table};
 use crate::watch;
@@ -25,6 +26,8 @@ struct Ctx {
     client: Client,
     format: Format,
     owner_id: Option<OwnerId>,
+    /// The per-request timeout (`--timeout`): long-polls stay within it.
+    timeout: Duration,
 }
 
 impl Ctx {
@@ -82,6 +85,7 @@ impl Ctx {
             task_id,
             project,
             timeout.map(Duration::from_secs),
+            events::long_poll_wait(self.timeout),
         );
         let outcome = tokio::select! {
             r = watching => r?,
@@ -196,8 +200,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         None => FileConfig::default(),
     };
     let settings = config::resolve(cli.api_url.clone(), cli.api_key.clone(), &file);
+    let timeout = Duration::from_secs(cli.timeout.max(1));
     let mut builder = Client::builder(&settings.api_url)
-        .timeout(Duration::from_secs(cli.timeout.max(1)))
+        .timeout(timeout)
         .route(match cli.route {
             RouteArg::Envelope => Route::Envelope,
             RouteArg::Typed => Route::Typed,
@@ -209,6 +214,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         client: builder.build()?,
         format: output::choose(cli.output),
         owner_id: cli.owner_id,
+        timeout,
     };
     match cli.command {
         Command::Project(c) => project(&ctx, c).await,
@@ -219,6 +225,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Apikey(c) => apikey(&ctx, c).await,
         Command::Infra(c) => infra(&ctx, c).await,
         Command::Webhook(c) => webhook(&ctx, c).await,
+        Command::Events(a) => {
+            events::run(&ctx.client, ctx.format, ctx.owner_id, ctx.timeout, a).await
+        }
+        Command::Quota(c) => quota(&ctx, c).await,
         Command::Completions { .. } | Command::Config(_) => unreachable!("handled above"),
     }
 }
@@ -304,7 +314,15 @@ async fn task(ctx: &Ctx, c: TaskCmd) -> Result<ExitCode> {
         owner_id: owner,
     };
     match c {
-        TaskCmd::Get { id } => ctx.print(&ctx.client.task_get(&task_ref(id)).await?),
+        TaskCmd::Get { id, logs } => {
+            let task = ctx.client.task_get(&task_ref(id)).await?;
+            match (ctx.format, logs) {
+                (Format::Table, true) => println!("{}", task.logs),
+                (Format::Table, false) => print!("{}", watch::summary(&ctx.client, &task).await?),
+                (Format::Json, _) => output::print(Format::Json, &task)?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         TaskCmd::List { project, page } => {
             let params = paged(
                 TaskList {
@@ -607,6 +625,37 @@ async fn webhook(ctx: &Ctx, c: WebhookCmd) -> Result<ExitCode> {
             );
             ctx.print(&ctx.client.webhook_deliveries(&params).await?)
         }
+    }
+}
+
+async fn quota(ctx: &Ctx, c: QuotaCmd) -> Result<ExitCode> {
+    match c {
+        QuotaCmd::Get => ctx.print(
+            &ctx.client
+                .quota_get(&QuotaGet {
+                    owner_id: ctx.owner_id,
+                })
+                .await?,
+        ),
+        QuotaCmd::Set {
+            owner,
+            max_instances,
+            max_projects,
+            max_api_keys,
+            max_ssh_keys,
+            max_webhooks,
+        } => ctx.print(
+            &ctx.client
+                .quota_set(&QuotaSet {
+                    owner_id: owner,
+                    max_instances,
+                    max_projects,
+                    max_api_keys,
+                    max_ssh_keys,
+                    max_webhooks,
+                })
+                .await?,
+        ),
     }
 }
 

@@ -5,6 +5,7 @@
 mod cli;
 mod commands;
 mod config;
+mod events;
 mod input;
 mod output;
 mod watch;

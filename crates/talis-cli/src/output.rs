@@ -273,6 +273,40 @@ impl Row for ApiKey {
     }
 }
 
+impl Row for Event {
+    const HEADERS: &'static [&'static str] =
+        &["ID", "AT", "KIND", "PROJECT", "TASK", "INSTANCE", "WHAT"];
+    fn cells(&self) -> Vec<String> {
+        let id = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+        vec![
+            self.id.to_string(),
+            when(&self.at),
+            self.body.kind().to_string(),
+            id(self.project.clone()),
+            id(self.task_id.map(|t| t.to_string())),
+            id(self.instance_id.map(|i| i.to_string())),
+            crate::events::what(&self.body),
+        ]
+    }
+}
+
+impl Render for QuotaUsage {
+    fn table(&self) -> Table {
+        let mut t = Table::new(&["QUOTA", "USED", "LIMIT"]);
+        let (l, u) = (&self.limits, &self.used);
+        for (name, used, limit) in [
+            ("instances", u.max_instances, l.max_instances),
+            ("projects", u.max_projects, l.max_projects),
+            ("api keys", u.max_api_keys, l.max_api_keys),
+            ("ssh keys", u.max_ssh_keys, l.max_ssh_keys),
+        ] {
+            t.row(vec![name.into(), used.to_string(), limit.to_string()]);
+        }
+        t.footer = Some(format!("owner {}", self.owner_id));
+        t
+    }
+}
+
 impl Row for PublicIp {
     const HEADERS: &'static [&'static str] = &["ID", "PUBLIC IP"];
     fn cells(&self) -> Vec<String> {

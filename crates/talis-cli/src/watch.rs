@@ -1,6 +1,10 @@
 //! `--wait` and `talis task watch`: follow a task until it finishes. On a terminal: one progress
 //! bar for the task, a line of counts per instance status, failures printed as they appear with
 //! the provider's message. Piped: the same facts as plain lines on stderr, throttled.
+//!
+//! Between two looks at the task the watcher waits on the task's events with the API's
+//! long-poll (`event.list` with `wait_ms`), so it looks again as soon as something happened,
+//! and not at all while nothing does. Also the summary of `talis task get`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
@@ -11,8 +15,12 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use talis_client::Client;
 use talis_client::wire::*;
 
-/// How often the task and its instances are polled.
+/// Pause before looking again after a failed look or long-poll.
 const POLL: Duration = Duration::from_millis(400);
+/// Least time between two looks at the task and its instances (events come in bursts).
+const MIN_LOOK_EVERY: Duration = Duration::from_millis(200);
+/// Events read per long-poll call (catching up on a long history goes page by page).
+const EVENT_PAGE: u32 = 1_000;
 /// Piped output: at most one progress line this often (status changes print at once).
 const PLAIN_EVERY: Duration = Duration::from_secs(2);
 /// Consecutive failed polls tolerated (e.g. the API restarting) before giving up.
@@ -114,6 +122,7 @@ pub async fn watch(
     task_id: TaskId,
     project: Option<String>,
     timeout: Option<Duration>,
+    long_poll: Duration,
 ) -> Result<Outcome> {
     let task = client.task_get(&task_ref(task_id)).await?;
     let project = match project {
@@ -129,7 +138,10 @@ pub async fn watch(
     let started = Instant::now();
     let mut errors = 0;
     let mut task = task;
+    let mut seen: Option<String> = None;
+    let mut polling = false;
     loop {
+        let looked = Instant::now();
         let polled = async {
             let t = client.task_get(&task_ref(task_id)).await?;
             let all = match client.instance_list_all(&filter).await {
@@ -169,18 +181,150 @@ pub async fn watch(
                 view.note(&format!("polling failed ({e}); retrying"));
             }
         }
-        if let Some(limit) = timeout
-            && started.elapsed() >= limit
-        {
-            view.abandon();
-            bail!(
-                "gave up waiting after {}s: task {task_id} is still {} (follow it with `talis task watch {task_id}`)",
-                limit.as_secs(),
-                task.status
-            );
+        let left = match timeout {
+            Some(limit) if started.elapsed() >= limit => {
+                view.abandon();
+                bail!(
+                    "gave up waiting after {}s: task {task_id} is still {} (follow it with `talis task watch {task_id}`)",
+                    limit.as_secs(),
+                    task.status
+                );
+            }
+            Some(limit) => limit - started.elapsed(),
+            None => long_poll,
+        };
+        if errors > 0 {
+            tokio::time::sleep(POLL).await;
+            continue;
         }
-        tokio::time::sleep(POLL).await;
+        if let Err(e) = next_change(client, task_id, &mut seen, long_poll.min(left)).await {
+            // Without the event log (an older API), look every POLL instead.
+            if !polling {
+                view.note(&format!("cannot wait on events ({e}); polling instead"));
+                polling = true;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        tokio::time::sleep(MIN_LOOK_EVERY.saturating_sub(looked.elapsed())).await;
     }
+}
+
+/// Waits until the task has an event newer than `seen` (or `wait` passes), reading up to the
+/// newest one; `seen` becomes its id.
+async fn next_change(
+    client: &Client,
+    task_id: TaskId,
+    seen: &mut Option<String>,
+    wait: Duration,
+) -> talis_client::Result<()> {
+    loop {
+        let page = client
+            .event_list(&EventList {
+                task_id: Some(task_id),
+                after: seen.clone(),
+                limit: Some(EVENT_PAGE),
+                wait_ms: Some(wait.as_millis().min(u128::from(u32::MAX)) as u32),
+                ..EventList::default()
+            })
+            .await?;
+        if let Some(last) = page.rows.last() {
+            *seen = Some(last.id.to_string());
+        }
+        if page.pagination.next_cursor.is_none() {
+            return Ok(());
+        }
+    }
+}
+
+/// Lines of history `talis task get` shows (`--logs` shows them all).
+pub const SUMMARY_EVENTS: usize = 20;
+
+/// `talis task get` for a person: status, instances by status, duration, the last events and
+/// where to see the workflow.
+pub async fn summary(client: &Client, task: &Task) -> Result<String> {
+    let project = project_name(client, task).await?;
+    let instances = match &project {
+        Some(p) => {
+            let filter = InstanceList {
+                project_name: Some(p.clone()),
+                include_deleted: true,
+                ..InstanceList::default()
+            };
+            of_task(task, client.instance_list_all(&filter).await?)
+        }
+        // A deleted project's instances are no longer listed by project.
+        None => Vec::new(),
+    };
+    let c = count(task, &instances);
+    let mut out = format!(
+        "task {} {} · {}{}\n",
+        task.id,
+        task.action,
+        task.status,
+        project
+            .map(|p| format!(" · project {p}"))
+            .unwrap_or_default()
+    );
+    out.push_str(&format!(
+        "instances  {}/{} settled · {}\n",
+        c.settled,
+        c.total,
+        c.line()
+    ));
+    out.push_str(&format!("duration   {}\n", duration(task)));
+    if !task.error.is_empty() {
+        out.push_str(&format!("error      {}\n", task.error));
+    }
+    match (&task.invocation_url, &task.invocation_id) {
+        (Some(url), _) => out.push_str(&format!("workflow   {url}\n")),
+        (None, Some(id)) => out.push_str(&format!(
+            "workflow   Restate invocation {id} (Restate UI → Invocations)\n"
+        )),
+        (None, None) => out.push_str("workflow   not started yet\n"),
+    }
+    let lines: Vec<&str> = task.logs.lines().collect();
+    let shown = &lines[lines.len().saturating_sub(SUMMARY_EVENTS)..];
+    out.push_str(&format!(
+        "\nlast {} of {} events (all: `talis task get {} --logs`, live: `talis events --task {} --follow`):\n",
+        shown.len(),
+        lines.len(),
+        task.id,
+        task.id
+    ));
+    for l in shown {
+        out.push_str("  ");
+        out.push_str(l);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// From creation to the end (or to now, while it runs), e.g. `1m 05s`.
+fn duration(task: &Task) -> String {
+    let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok();
+    let Some(start) = parse(&task.created_at) else {
+        return "-".into();
+    };
+    let (end, running) = match task.finished_at.as_deref().and_then(parse) {
+        Some(end) => (end.with_timezone(&chrono::Utc), ""),
+        None => (chrono::Utc::now(), " so far"),
+    };
+    let secs = (end - start.with_timezone(&chrono::Utc))
+        .num_milliseconds()
+        .max(0) as f64
+        / 1e3;
+    let text = if secs < 60.0 {
+        format!("{secs:.1}s")
+    } else if secs < 3600.0 {
+        format!("{}m {:02}s", (secs / 60.0) as u64, secs as u64 % 60)
+    } else {
+        format!(
+            "{}h {:02}m",
+            (secs / 3600.0) as u64,
+            (secs as u64 / 60) % 60
+        )
+    };
+    text + running
 }
 
 fn task_ref(id: TaskId) -> TaskRef {

@@ -201,6 +201,17 @@ pub fn user_version(db: &dyn Sql) -> i64 {
         .unwrap_or(0)
 }
 
+/// The schema version of the database: `user_version`, or the migrations table where the
+/// runtime refused to mirror it there (libSQL may).
+pub fn schema_version(db: &dyn Sql) -> i64 {
+    let mirrored = user_version(db);
+    if mirrored >= LATEST_VERSION {
+        mirrored
+    } else {
+        mirrored.max(recorded_version(db))
+    }
+}
+
 /// Applies the pending migrations (the `schema_version` table is the record) and mirrors the
 /// version into `user_version`.
 fn migrate(db: &dyn Sql) -> Result<()> {

@@ -7,6 +7,8 @@ pub const API: u16 = 3000;
 pub const FAKECLOUD: u16 = 3100;
 /// The workflows service endpoint (h2c), registered with Restate as a deployment.
 pub const WORKFLOWS: u16 = 9080;
+/// The workflows' metrics and liveness listener (`GET /metrics`, `GET /health`; HTTP/1).
+pub const WORKFLOWS_METRICS: u16 = 9090;
 /// Restate ingress: where the API triggers workflows.
 pub const RESTATE_INGRESS: u16 = 8080;
 /// Restate admin API; the web UI is served under `/ui/`.

@@ -18,6 +18,9 @@ pub const LOCAL_WEBHOOK_ALLOW_HOSTS: &str = "127.0.0.1";
 pub struct Options {
     /// Port of the h2c endpoint (`free_port()` in tests, `ports::WORKFLOWS` locally).
     pub port: u16,
+    /// Port of the metrics and liveness listener (`free_port()` in tests,
+    /// `ports::WORKFLOWS_METRICS` locally).
+    pub metrics_port: u16,
     pub api_url: String,
     pub internal_secret: String,
     /// Base URL machines phone home to (the API's public URL).
@@ -34,6 +37,7 @@ impl Options {
     pub fn new(api_url: &str, internal_secret: &str, provider_url: &str, token: &str) -> Self {
         Self {
             port: free_port(),
+            metrics_port: free_port(),
             api_url: api_url.to_string(),
             internal_secret: internal_secret.to_string(),
             public_url: None,
@@ -50,6 +54,7 @@ impl Options {
 pub struct Workflows {
     pub service: Service,
     pub port: u16,
+    pub metrics_port: u16,
 }
 
 /// The command line of a workflows endpoint (service `workflows`, log `workflows.log`).
@@ -61,6 +66,10 @@ pub fn spec(opts: &Options, log_dir: &Path) -> Spec {
         .unwrap_or_else(|| bin("talis-workflows"));
     let mut spec = Spec::new("workflows", program, log_dir)
         .env("WORKFLOWS_LISTEN", addr.to_string())
+        .env(
+            "TALIS_METRICS_LISTEN",
+            format!("127.0.0.1:{}", opts.metrics_port),
+        )
         .env("TALIS_API_URL", &opts.api_url)
         .env("TALIS_INTERNAL_SECRET", &opts.internal_secret)
         .env("DIGITALOCEAN_API_URL", &opts.provider_url)
@@ -81,7 +90,13 @@ impl Workflows {
         Ok(Self {
             service: Service::start(spec(opts, log_dir)).await?,
             port: opts.port,
+            metrics_port: opts.metrics_port,
         })
+    }
+
+    /// A URL on the metrics listener (`/metrics`, `/health`).
+    pub fn metrics_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.metrics_port)
     }
 
     /// The URL to register with Restate as a deployment.

@@ -4,6 +4,7 @@
 // `#[http_component]` generates the component's export glue, which is unsafe code.
 #![allow(unsafe_code)]
 
+mod ops;
 mod routes;
 mod trigger;
 
@@ -169,7 +170,7 @@ impl Req {
 /// What to answer, and what to do once the answer is sent.
 pub(crate) struct Reply {
     pub status: u16,
-    /// Headers besides `content-type: application/json`.
+    /// Headers besides `x-request-id`; `content-type` is `application/json` unless named here.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub after: After,
@@ -211,13 +212,17 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
 
     let reply = routes::handle(&settings, &db, &req);
     let After { dispatch, cancel } = reply.after;
-    let mut headers = vec![
-        ("content-type".to_owned(), b"application/json".to_vec()),
-        (
-            "x-request-id".to_owned(),
-            settings.request_id.clone().into_bytes(),
-        ),
-    ];
+    let mut headers = vec![(
+        "x-request-id".to_owned(),
+        settings.request_id.clone().into_bytes(),
+    )];
+    if !reply
+        .headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    {
+        headers.push(("content-type".to_owned(), b"application/json".to_vec()));
+    }
     headers.extend(reply.headers.into_iter().map(|(k, v)| (k, v.into_bytes())));
     let response = OutgoingResponse::new(Fields::from_list(&headers).expect("valid headers"));
     let _ = response.set_status_code(reply.status);

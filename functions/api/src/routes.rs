@@ -19,6 +19,10 @@ use crate::{After, Db, Reply, Req, Settings, with_service};
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum Route<'a> {
     Health,
+    /// `GET /ready`: database and schema.
+    Ready,
+    /// `GET /api/v1/metrics`: fleet gauges (admin keys).
+    Metrics,
     OpenApi,
     /// `POST /api/v1/`: the Talis envelope.
     Envelope,
@@ -44,6 +48,8 @@ impl<'a> Route<'a> {
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         Some(match segments.as_slice() {
             ["health"] => Route::Health,
+            ["ready"] => Route::Ready,
+            ["api", "v1", "metrics"] => Route::Metrics,
             ["api", "v1", "openapi.json"] => Route::OpenApi,
             ["api", "v1"] => Route::Envelope,
             ["v1", "phone-home", id] => Route::PhoneHome(id),
@@ -63,9 +69,12 @@ impl<'a> Route<'a> {
     /// The methods this route answers.
     pub(crate) fn allowed(&self) -> &'static [Method] {
         match self {
-            Route::Health | Route::OpenApi | Route::AllMetadata | Route::PublicIps => {
-                &[Method::Get]
-            }
+            Route::Health
+            | Route::Ready
+            | Route::Metrics
+            | Route::OpenApi
+            | Route::AllMetadata
+            | Route::PublicIps => &[Method::Get],
             Route::Instance(_) | Route::InstanceTasks(_) => &[Method::Get],
             Route::Instances { admin: true } => &[Method::Get],
             Route::Instances { admin: false } => &[Method::Get, Method::Post, Method::Delete],
@@ -91,7 +100,7 @@ fn method_name(m: &Method) -> &'static str {
     }
 }
 
-fn json_reply(status: u16, body: &impl serde::Serialize, after: After) -> Reply {
+pub(crate) fn json_reply(status: u16, body: &impl serde::Serialize, after: After) -> Reply {
     Reply {
         status,
         headers: Vec::new(),
@@ -122,7 +131,7 @@ fn envelope(result: Result<Outcome, Error>, id: Option<Json>) -> Reply {
 }
 
 /// An error as the envelope, with `Retry-After` when it asks to be retried.
-fn error_reply(e: Error, id: Option<Json>) -> Reply {
+pub(crate) fn error_reply(e: Error, id: Option<Json>) -> Reply {
     let retry_after = e.retry_after();
     let r = RpcResponse::err(e.to_wire(), id);
     let mut reply = json_reply(r.status(), &r, After::default());
@@ -222,6 +231,8 @@ pub(crate) fn handle(settings: &Settings, db: &Db, req: &Req) -> Reply {
             },
             After::default(),
         ),
+        Route::Ready => crate::ops::ready(settings, db),
+        Route::Metrics => crate::ops::metrics(settings, db, api_key(req)),
         Route::OpenApi => json_reply(200, &talis_api::openapi::document(), After::default()),
         Route::Envelope => rpc_envelope(settings, db, req),
         Route::Typed(name) => envelope(call(settings, db, req, name, || parse_body(req)), None),

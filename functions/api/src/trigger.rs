@@ -1,6 +1,9 @@
 //! Outbound calls to the Restate ingress: the workflow trigger (after commit) with its sweep,
 //! and the hand-over of webhook deliveries with theirs. A failed trigger never fails the call:
 //! the task (or delivery) is committed and the sweep re-triggers what has no `dispatched_at`.
+//!
+//! Each failure is one line on stderr (the host's log) naming the task and the status or
+//! error, never the URL (an ingress URL may carry credentials).
 
 use spin_sdk::http::{Method, Request, Response};
 use talis_api::TaskId;
@@ -15,11 +18,25 @@ const SWEEP_BATCH: i64 = 5;
 /// Most webhooks whose deliveries one request hands over again.
 const SWEEP_WEBHOOKS: i64 = 100;
 
-async fn post(url: String, body: Vec<u8>) -> Option<u16> {
+/// What an outbound call gave: the status, or why no answer came.
+type Answer = Result<u16, String>;
+
+async fn post(url: String, body: Vec<u8>) -> Answer {
     post_with(url, body, None).await
 }
 
-async fn post_with(url: String, body: Vec<u8>, idempotency_key: Option<String>) -> Option<u16> {
+/// `HTTP 503`, or the transport error on one short line.
+fn describe(answer: &Answer) -> String {
+    match answer {
+        Ok(status) => format!("HTTP {status}"),
+        Err(e) => {
+            let one_line: String = e.split_whitespace().collect::<Vec<_>>().join(" ");
+            one_line.chars().take(200).collect()
+        }
+    }
+}
+
+async fn post_with(url: String, body: Vec<u8>, idempotency_key: Option<String>) -> Answer {
     let mut b = Request::builder();
     b.method(Method::Post)
         .uri(url)
@@ -30,19 +47,26 @@ async fn post_with(url: String, body: Vec<u8>, idempotency_key: Option<String>) 
     let req = b.body(body).build();
     spin_sdk::http::send::<_, Response>(req)
         .await
-        .ok()
         .map(|r| *r.status())
+        .map_err(|e| e.to_string())
 }
 
 /// `POST {ingress}/TaskWorkflow/{task_id}/run/send`. The task id is the workflow key, so a
 /// repeat is answered "already started" (409), which counts as dispatched.
 async fn trigger(ingress: &str, task_id: TaskId) -> bool {
-    let status = post(
+    let answer = post(
         format!("{ingress}/TaskWorkflow/{task_id}/run/send"),
         b"{}".to_vec(),
     )
     .await;
-    matches!(status, Some(200..=299 | 409))
+    let ok = matches!(answer, Ok(200..=299 | 409));
+    if !ok {
+        eprintln!(
+            "talis: trigger of task {task_id} failed ({}); the sweep retries it",
+            describe(&answer)
+        );
+    }
+    ok
 }
 
 /// `POST {ingress}/TaskWorkflow/{task_id}/cancel` for tasks terminated by their owner (or by a
@@ -66,13 +90,18 @@ pub(crate) async fn cancel(settings: &Settings, db: &Db, mut tasks: Vec<TaskId>)
         );
     }
     for task_id in tasks {
-        let status = post(
+        let answer = post(
             format!("{ingress}/TaskWorkflow/{task_id}/cancel"),
             b"{}".to_vec(),
         )
         .await;
-        if matches!(status, Some(200..=299)) {
+        if matches!(answer, Ok(200..=299)) {
             let _ = with_service(settings, db, |svc| svc.cancel_delivered(task_id));
+        } else {
+            eprintln!(
+                "talis: cancel of task {task_id} failed ({}); the sweep sends it again",
+                describe(&answer)
+            );
         }
     }
 }
@@ -95,21 +124,22 @@ pub(crate) async fn dispatch_and_sweep(settings: &Settings, db: &Db, mut tasks: 
                 .collect::<Vec<_>>(),
         );
     }
-    let dispatched = !tasks.is_empty();
+    let first = tasks.first().copied();
+    let dispatched = first.is_some();
     for task_id in tasks {
         if trigger(ingress, task_id).await {
             let _ = with_service(settings, db, |svc| svc.mark_dispatched(task_id));
         }
     }
     if dispatched {
-        kick_housekeeping(settings).await;
+        kick_housekeeping(settings, first).await;
     }
 }
 
 /// Makes sure the deployment's housekeeping tick chain (reconcile sweep, event retention) is
 /// alive: a kick at most once per hour (the idempotency key), which returns at once when the
 /// chain is running.
-async fn kick_housekeeping(settings: &Settings) {
+async fn kick_housekeeping(settings: &Settings, after: Option<TaskId>) {
     let hour = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() / 3600);
@@ -117,7 +147,16 @@ async fn kick_housekeeping(settings: &Settings) {
         "{}/Housekeeping/{}/tick/send",
         settings.restate_ingress_url, settings.core.deployment
     );
-    let _ = post_with(url, b"false".to_vec(), Some(format!("housekeeping-{hour}"))).await;
+    let answer = post_with(url, b"false".to_vec(), Some(format!("housekeeping-{hour}"))).await;
+    if !matches!(answer, Ok(200..=299)) {
+        let task = after
+            .map(|t| format!(" (after dispatching task {t})"))
+            .unwrap_or_default();
+        eprintln!(
+            "talis: housekeeping kick failed{task} ({}); the next dispatch kicks again",
+            describe(&answer)
+        );
+    }
 }
 
 /// Hands the committed webhook deliveries to Restate in one call, whatever their number: the

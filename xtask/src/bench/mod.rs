@@ -4,6 +4,7 @@ mod api;
 mod e2e;
 mod fakecloud;
 mod host;
+mod observe;
 
 use std::path::PathBuf;
 
@@ -22,6 +23,8 @@ pub enum Which {
     Fakecloud,
     /// Create-to-ready time for 100 and 1 000 instances, provider calls, peak RSS.
     E2e,
+    /// The event log: long-poll wake-up latency, and project.create with vs without event writes.
+    Observe,
 }
 
 pub fn run(which: Which) -> Result<()> {
@@ -30,6 +33,7 @@ pub fn run(which: Which) -> Result<()> {
         Which::Api => api::run(),
         Which::Fakecloud => fakecloud::run(),
         Which::E2e => e2e::run(),
+        Which::Observe => observe::run(),
     }
 }
 

@@ -6,12 +6,14 @@
 mod accounts;
 mod create;
 mod events;
+mod fleet;
 
 mod instances;
 mod internal;
 mod phone_home;
 mod quotas;
 
+pub use fleet::{Fleet, Schema};
 pub use phone_home::{PhoneHomeApplied, PhoneHomeToken};
 mod projects;
 mod tasks;

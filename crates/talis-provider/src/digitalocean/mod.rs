@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::limiter::RateLimiter;
+use crate::observe::{Exchange, Observer, Path};
 use api::{
     Account, Action, Droplet, DropletCreate, ErrorBody, Image, Region, Size, SshKey, Volume,
     VolumeCreate,
@@ -106,6 +107,41 @@ pub struct DigitalOcean {
     http: reqwest::Client,
     config: Arc<Config>,
     limiter: Arc<RateLimiter>,
+    observer: Watcher,
+}
+
+/// The observer, if any (a newtype so the client stays `Debug`).
+#[derive(Clone, Default)]
+struct Watcher(Option<Arc<dyn Observer>>);
+
+impl std::fmt::Debug for Watcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Some(observer)"
+        } else {
+            "None"
+        })
+    }
+}
+
+impl Watcher {
+    fn exchange(&self, e: &Exchange) {
+        if let Some(o) = &self.0 {
+            o.exchange(e);
+        }
+    }
+
+    fn rate_limit_wait(&self, wait: Duration) {
+        if let Some(o) = &self.0 {
+            o.rate_limit_wait(wait);
+        }
+    }
+}
+
+impl From<&'static str> for Path {
+    fn from(template: &'static str) -> Self {
+        Path::fixed(template)
+    }
 }
 
 impl DigitalOcean {
@@ -124,7 +160,19 @@ impl DigitalOcean {
             http,
             limiter: RateLimiter::for_token(&config.token),
             config: Arc::new(config),
+            observer: Watcher::default(),
         })
+    }
+
+    /// Reports every exchange and rate-limit wait of this client (and its clones) to `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = Watcher(Some(observer));
+        self
+    }
+
+    /// A rate-limit pause outside [`DigitalOcean::call`] (the ensure rounds' retries).
+    pub(crate) fn rate_limit_waited(&self, wait: Duration) {
+        self.observer.rate_limit_wait(wait);
     }
 
     pub fn config(&self) -> &Config {
@@ -153,7 +201,7 @@ impl DigitalOcean {
         let r: Result<Value> = self
             .call(
                 Method::GET,
-                &format!("/v2/droplets/{id}"),
+                Path::with("/v2/droplets/{id}", id),
                 &[],
                 NO_BODY,
                 Repeat::Safe,
@@ -177,7 +225,7 @@ impl DigitalOcean {
 
     /// `DELETE /v2/droplets/{id}`; Ok if already gone.
     pub async fn delete_droplet(&self, id: u64) -> Result<()> {
-        self.delete(&format!("/v2/droplets/{id}"), &[]).await
+        self.delete(Path::with("/v2/droplets/{id}", id), &[]).await
     }
 
     /// `DELETE /v2/droplets?tag_name=`.
@@ -191,7 +239,7 @@ impl DigitalOcean {
         let v: Value = self
             .call(
                 Method::POST,
-                &format!("/v2/droplets/{id}/actions"),
+                Path::with("/v2/droplets/{id}/actions", id),
                 &[],
                 Some(&serde_json::json!({ "type": kind })),
                 Repeat::Unsafe,
@@ -213,7 +261,7 @@ impl DigitalOcean {
         let r: Result<Value> = self
             .call(
                 Method::GET,
-                &format!("/v2/volumes/{id}"),
+                Path::with("/v2/volumes/{id}", id),
                 &[],
                 NO_BODY,
                 Repeat::Safe,
@@ -243,7 +291,7 @@ impl DigitalOcean {
     }
 
     pub async fn delete_volume(&self, id: &str) -> Result<()> {
-        self.delete(&format!("/v2/volumes/{id}"), &[]).await
+        self.delete(Path::with("/v2/volumes/{id}", id), &[]).await
     }
 
     /// `POST /v2/volumes/{id}/actions` `{"type":"attach"|"detach","droplet_id","region"}`.
@@ -258,7 +306,7 @@ impl DigitalOcean {
         let v: Value = self
             .call(
                 Method::POST,
-                &format!("/v2/volumes/{volume_id}/actions"),
+                Path::with("/v2/volumes/{volume_id}/actions", volume_id),
                 &[],
                 Some(&body),
                 Repeat::Unsafe,
@@ -311,7 +359,7 @@ impl DigitalOcean {
         let body = serde_json::json!({ "resources": resources });
         self.call::<Value>(
             Method::POST,
-            &format!("/v2/tags/{tag}/resources"),
+            Path::with("/v2/tags/{tag}/resources", tag),
             &[],
             Some(&body),
             Repeat::Safe,
@@ -343,7 +391,7 @@ impl DigitalOcean {
 
     // ---- plumbing ----
 
-    async fn delete(&self, path: &str, query: &[(&str, String)]) -> Result<()> {
+    async fn delete(&self, path: impl Into<Path>, query: &[(&str, String)]) -> Result<()> {
         match self
             .call::<Value>(Method::DELETE, path, query, NO_BODY, Repeat::Safe)
             .await
@@ -357,7 +405,7 @@ impl DigitalOcean {
     /// Every page of a list endpoint: follows `links.pages.next` until it is absent.
     async fn list_all<T: DeserializeOwned>(
         &self,
-        path: &str,
+        path: &'static str,
         key: &str,
         query: &[(&str, String)],
     ) -> Result<Vec<T>> {
@@ -383,16 +431,25 @@ impl DigitalOcean {
     }
 
     /// One API call with rate limiting and the retries `repeat` allows. Returns the JSON body
-    /// (`Value::Null` for 204).
+    /// (`Value::Null` for 204). Every attempt is reported to the observer.
     async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
-        path: &str,
+        path: impl Into<Path>,
         query: &[(&str, String)],
         body: Option<&impl Serialize>,
         repeat: Repeat,
     ) -> Result<T> {
-        let url = format!("{}{}", self.config.base_url, path);
+        let path = path.into();
+        let url = format!("{}{}", self.config.base_url, path.path);
+        let report = |status: Option<u16>, started: std::time::Instant| {
+            self.observer.exchange(&Exchange {
+                method: method_name(&method),
+                endpoint: path.template,
+                status,
+                elapsed: started.elapsed(),
+            });
+        };
         let attempts = self.config.max_attempts.max(1);
         let mut attempt = 0;
         loop {
@@ -404,8 +461,10 @@ impl DigitalOcean {
             }
             if !wait.is_zero() {
                 tracing::debug!(?wait, "waiting for the provider rate limit");
+                self.observer.rate_limit_wait(wait);
                 tokio::time::sleep(wait).await;
             }
+            let started = std::time::Instant::now();
             let mut req = self
                 .http
                 .request(method.clone(), &url)
@@ -415,7 +474,10 @@ impl DigitalOcean {
                 req = req.json(b);
             }
             let err = match req.send().await {
-                Err(e) => Error::from(e),
+                Err(e) => {
+                    report(None, started);
+                    Error::from(e)
+                }
                 Ok(resp) => {
                     let status = resp.status();
                     self.limiter.observe(status.as_u16(), resp.headers());
@@ -425,7 +487,9 @@ impl DigitalOcean {
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.parse().ok())
                         .map(Duration::from_secs);
-                    match resp.bytes().await {
+                    let bytes = resp.bytes().await;
+                    report(Some(status.as_u16()), started);
+                    match bytes {
                         // A body cut short is a broken connection, not a contract mismatch.
                         Err(e) => match Error::from(e) {
                             Error::Decode(d) => Error::Transport(d),
@@ -459,6 +523,18 @@ impl DigitalOcean {
 }
 
 const NO_BODY: Option<&Value> = None;
+
+fn method_name(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        _ => "OTHER",
+    }
+}
 
 fn decode<T: DeserializeOwned>(v: Value) -> Result<T> {
     serde_json::from_value(v).map_err(|e| Error::Decode(e.to_string()))

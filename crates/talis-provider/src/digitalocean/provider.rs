@@ -40,6 +40,9 @@ impl DigitalOcean {
                 Err(e) if self.gives_up(&e, attempt, attempts) => return Err(e),
                 Err(e) => {
                     let wait = self.retry_wait(&e, attempt);
+                    if matches!(e, Error::RateLimited { .. }) {
+                        self.rate_limit_waited(wait);
+                    }
                     tracing::debug!(%e, ?wait, attempt, "{what}: retrying after a look-up");
                     tokio::time::sleep(wait).await;
                 }
