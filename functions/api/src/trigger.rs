@@ -184,8 +184,14 @@ pub(crate) async fn deliver_and_sweep(settings: &Settings, db: &Db, mut kicks: V
         return;
     }
     let body = serde_json::to_vec(&kicks).unwrap_or_default();
-    let status = post(format!("{ingress}/WebhookDispatch/dispatch/send"), body).await;
-    if matches!(status, Some(200..=299)) {
+    let answer = post(format!("{ingress}/WebhookDispatch/dispatch/send"), body).await;
+    if matches!(answer, Ok(200..=299)) {
         let _ = with_service(settings, db, |svc| svc.webhooks_dispatched(&kicks));
+    } else {
+        eprintln!(
+            "talis: hand-over of {} webhook kick(s) failed ({}); the sweep retries them",
+            kicks.len(),
+            describe(&answer)
+        );
     }
 }
