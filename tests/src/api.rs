@@ -17,8 +17,8 @@ use talis_api::{
 use talis_client::{ApiError, Client, Route};
 use talis_stack::host::{self, Host, HostOptions};
 
-pub const ADMIN_KEY: &str = "admin-key-for-tests";
-pub const INTERNAL_SECRET: &str = "internal-secret-for-tests";
+pub const ADMIN_KEY: &str = "admin-key-for-tests-of-32-characters";
+pub const INTERNAL_SECRET: &str = "internal-secret-for-tests-of-32-characters";
 /// The `public_url` the component is given: machines would phone home there. Nothing listens on
 /// it; tests post the phone-home URLs to the host themselves ([`Api::phone_home`]).
 pub const PUBLIC_URL: &str = "http://127.0.0.1:1";

@@ -52,8 +52,11 @@ fn transition(
 /// Events of a task recorded by phone-homes.
 fn phone_home_events(api: &Api, task: TaskId) -> Result<i64> {
     api.count_where(
-        "task_events",
-        &format!("task_id = {task} AND step = 'phone home'"),
+        "events",
+        &format!(
+            "task_id = {task} AND kind = 'instance.status' \
+             AND json_extract(data, '$.step') = 'phone home'"
+        ),
     )
 }
 

@@ -189,7 +189,12 @@ async fn ready_reports_the_schema_version_and_503_when_it_cannot_be_prepared() -
 #[tokio::test(flavor = "multi_thread")]
 async fn workflows_log_json_and_serve_metrics_and_health() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let mut opts = Options::new("http://127.0.0.1:9", "s3cret", "http://127.0.0.1:9", "tok");
+    let mut opts = Options::new(
+        "http://127.0.0.1:9",
+        INTERNAL_SECRET,
+        "http://127.0.0.1:9",
+        "tok",
+    );
     opts.env = vec![
         ("TALIS_LOG_FORMAT".into(), "json".into()),
         ("RUST_LOG".into(), "debug,restate_sdk=debug".into()),

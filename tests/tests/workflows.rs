@@ -18,7 +18,12 @@ const TASK_LIMIT: Duration = Duration::from_secs(90);
 async fn restate_and_workflows_start_and_register() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let restate = Restate::start(&dir.path().join("restate"), dir.path(), Ports::free()).await?;
-    let opts = Options::new("http://127.0.0.1:9", "s3cret", "http://127.0.0.1:9", "tok");
+    let opts = Options::new(
+        "http://127.0.0.1:9",
+        "workflows-test-secret-of-32-characters",
+        "http://127.0.0.1:9",
+        "tok",
+    );
     let wf = Workflows::start(&opts, dir.path()).await?;
     restate.register(&wf.url()).await?;
     // Registering again (e.g. after a restart) is accepted.

@@ -393,7 +393,6 @@ async fn start_all(
     );
     wopts.port = ports::WORKFLOWS;
     wopts.metrics_port = ports::WORKFLOWS_METRICS;
-    wopts.public_url = Some(public_url);
     let wf = workflows::Workflows::start(&wopts, logs).await?;
     let wf_url = wf.url();
     stack.push(wf.service);

@@ -10,11 +10,23 @@ use serde_json::Value;
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RpcRequest {
     pub method: String,
-    #[serde(default)]
+    /// The method's params; absent or `null` means no params (`{}`).
+    #[serde(default = "no_params", deserialize_with = "null_as_no_params")]
     pub params: Value,
     /// Echoed back; a string (the original) or a number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<Value>,
+}
+
+fn no_params() -> Value {
+    Value::Object(Default::default())
+}
+
+fn null_as_no_params<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Null => no_params(),
+        v => v,
+    })
 }
 
 /// The answer of every RPC route, success or not. The HTTP status equals `error.code` on error.

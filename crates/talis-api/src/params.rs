@@ -225,15 +225,19 @@ macro_rules! instance_request {
         }
 
         impl $name {
-            /// The stored SSH key names, `ssh_key_name` included, each once.
-            pub fn ssh_key_names(&self) -> Vec<&str> {
-                let mut names: Vec<&str> = self.ssh_keys.iter().map(String::as_str).collect();
-                if !self.ssh_key_name.is_empty() {
-                    names.push(&self.ssh_key_name);
-                }
+            /// The stored SSH key names, `ssh_key_name` included, each once, with the field
+            /// that first named each.
+            pub fn ssh_key_names(&self) -> Vec<KeyName<'_>> {
+                let listed = self.ssh_keys.iter().enumerate().map(|(i, name)| KeyName {
+                    field: format!("ssh_keys[{i}]"),
+                    name,
+                });
+                let single = (!self.ssh_key_name.is_empty()).then(|| KeyName {
+                    field: "ssh_key_name".into(),
+                    name: &self.ssh_key_name,
+                });
                 let mut seen = std::collections::HashSet::new();
-                names.retain(|n| seen.insert(*n));
-                names
+                listed.chain(single).filter(|k| seen.insert(k.name)).collect()
             }
 
             /// The spec the instances share.
@@ -287,7 +291,15 @@ pub struct InstanceSpec<'a> {
     pub payload: &'a str,
     pub provision: bool,
     pub execute_payload: bool,
-    pub ssh_keys: Vec<&'a str>,
+    pub ssh_keys: Vec<KeyName<'a>>,
+}
+
+/// A stored SSH key named by a request, and the request's field that named it (`ssh_keys[1]`,
+/// `ssh_key_name`), so an unknown name is reported where it was sent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeyName<'a> {
+    pub field: String,
+    pub name: &'a str,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema, Validate)]

@@ -329,7 +329,6 @@ impl Cluster {
                 &provider_token,
             );
             w.port = *port;
-            w.public_url = Some(public_url.clone());
             w.env = opts.workflows_env.clone();
             w.binary = Some(binary("talis-workflows"));
             let mut spec = crate::workflows::spec(&w, &logs);

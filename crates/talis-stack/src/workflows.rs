@@ -23,8 +23,6 @@ pub struct Options {
     pub metrics_port: u16,
     pub api_url: String,
     pub internal_secret: String,
-    /// Base URL machines phone home to (the API's public URL).
-    pub public_url: Option<String>,
     pub provider_url: String,
     pub provider_token: String,
     /// Extra environment (e.g. `TALIS_PROVISION_TIMEOUT_SECS`, `RUST_LOG`).
@@ -40,7 +38,6 @@ impl Options {
             metrics_port: free_port(),
             api_url: api_url.to_string(),
             internal_secret: internal_secret.to_string(),
-            public_url: None,
             provider_url: provider_url.to_string(),
             provider_token: token.to_string(),
             env: Vec::new(),
@@ -76,9 +73,6 @@ pub fn spec(opts: &Options, log_dir: &Path) -> Spec {
         .env("DIGITALOCEAN_TOKEN", &opts.provider_token)
         .env("TALIS_WEBHOOK_ALLOW_HOSTS", LOCAL_WEBHOOK_ALLOW_HOSTS)
         .ready(Ready::Tcp(addr));
-    if let Some(p) = &opts.public_url {
-        spec = spec.env("TALIS_PUBLIC_URL", p);
-    }
     for (k, v) in &opts.env {
         spec = spec.env(k, v);
     }

@@ -4,8 +4,8 @@
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use talis_api::{
-    InstanceId, InstanceSpec, OwnerId, Project, ProjectStatus, SshPublicKey, TaskAction, TaskId,
-    TaskStatus,
+    InstanceId, InstanceSpec, KeyName, OwnerId, Project, ProjectStatus, SshPublicKey, TaskAction,
+    TaskId, TaskStatus,
 };
 
 use super::Service;
@@ -230,19 +230,18 @@ impl Service<'_> {
         &self,
         owner: OwnerId,
         at: usize,
-        names: &[&str],
+        names: &[KeyName<'_>],
     ) -> Result<Vec<SshPublicKey>> {
         names
             .iter()
-            .enumerate()
-            .map(|(k, name)| {
+            .map(|KeyName { field, name }| {
                 self.q1(
                     "SELECT name, public_key FROM ssh_keys WHERE owner_id = ? AND name = ? AND deleted_at IS NULL",
                     &[owner.get().into(), (*name).into()],
                 )?
                 .map(|r| SshPublicKey { name: r.text(0), public_key: r.text(1) })
                 .ok_or_else(|| Error::NotFoundField {
-                    field: format!("instances[{at}].ssh_keys[{k}]"),
+                    field: format!("instances[{at}].{field}"),
                     what: format!("SSH key '{name}'"),
                 })
             })
