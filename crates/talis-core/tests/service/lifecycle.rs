@@ -136,7 +136,7 @@ fn failure_mid_write_leaves_nothing() {
     assert_eq!(
         err,
         Error::NotFoundField {
-            field: "instances[1].ssh_keys[0]".into(),
+            field: "instances[1].ssh_key_name".into(),
             what: "SSH key 'missing'".into()
         }
     );
