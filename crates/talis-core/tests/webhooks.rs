@@ -311,8 +311,15 @@ fn outcomes_are_recorded_once_and_deletion_fails_what_is_pending() {
             json!({ "results": [{ "delivery_id": ping["id"], "status": status, "attempts": attempts, "last_status": http, "error": "HTTP 503" }] }),
         )
     };
+    let fleet = || {
+        let f = env.svc().fleet(&Caller::ADMIN).unwrap();
+        (f.webhooks, f.webhooks_failing)
+    };
+    assert_eq!(fleet(), (1, 0), "no attempt yet: not failing");
     record("pending", 1, 503);
+    assert_eq!(fleet(), (1, 1), "retrying after a 503: failing");
     record("delivered", 2, 204);
+    assert_eq!(fleet(), (1, 0), "delivered: no longer failing");
     // A replayed older record changes nothing.
     record("pending", 1, 503);
     let deliveries = env
@@ -335,6 +342,7 @@ fn outcomes_are_recorded_once_and_deletion_fails_what_is_pending() {
 
     env.call(&alice, "webhook.delete", json!({ "id": w["id"] }))
         .unwrap();
+    assert_eq!(fleet(), (0, 0), "a deleted webhook is not counted");
     assert!(env.pending(&w["id"]).is_empty());
     let failed = env
         .call(

@@ -63,6 +63,11 @@ struct TaskLabels {
     status: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookLabels {
+    state: &'static str,
+}
+
 /// The fleet's gauges in the Prometheus text format, every series prefixed `talis_fleet_`.
 pub(crate) fn encode(fleet: &Fleet) -> String {
     let mut registry = Registry::with_prefix("talis_fleet");
@@ -89,6 +94,18 @@ pub(crate) fn encode(fleet: &Fleet) -> String {
         instances,
     );
     registry.register("tasks", "Tasks of every owner, by status", tasks);
+    let webhooks = Family::<WebhookLabels, Gauge>::default();
+    for (state, n) in [
+        ("live", fleet.webhooks),
+        ("failing", fleet.webhooks_failing),
+    ] {
+        webhooks.get_or_create(&WebhookLabels { state }).set(n);
+    }
+    registry.register(
+        "webhooks",
+        "Webhooks of every owner: live, and failing (the latest attempted delivery did not succeed)",
+        webhooks,
+    );
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry);

@@ -5,6 +5,7 @@ mod e2e;
 mod fakecloud;
 mod host;
 mod observe;
+mod webhooks;
 
 use std::path::PathBuf;
 
@@ -25,6 +26,8 @@ pub enum Which {
     E2e,
     /// The event log: long-poll wake-up latency, and project.create with vs without event writes.
     Observe,
+    /// Webhook deliveries per second to a local receiver (several webhooks, one owner).
+    Webhooks,
 }
 
 pub fn run(which: Which) -> Result<()> {
@@ -34,6 +37,7 @@ pub fn run(which: Which) -> Result<()> {
         Which::Fakecloud => fakecloud::run(),
         Which::E2e => e2e::run(),
         Which::Observe => observe::run(),
+        Which::Webhooks => webhooks::run(),
     }
 }
 
@@ -66,4 +70,24 @@ fn prepare_wasm_bench(name: &str) -> Result<Option<PathBuf>> {
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
     Ok(Some(work))
+}
+
+/// Builds what the whole stack runs, for benches on release binaries: npm's restate-server, the
+/// components, and release host, fake cloud and workflows. Answers the release binaries' dir.
+fn release_stack() -> Result<PathBuf> {
+    crate::build::npm()?;
+    crate::build::components()?;
+    let mut c = cargo();
+    c.args([
+        "build",
+        "--release",
+        "-p",
+        "talis-host",
+        "-p",
+        "fakecloud",
+        "-p",
+        "talis-workflows",
+    ]);
+    crate::build::run(c)?;
+    Ok(talis_stack::target_dir().join("release"))
 }

@@ -1,5 +1,5 @@
 //! The fleet as numbers, for operators (admin only): instances by status and provider, tasks by
-//! status, and the readiness of the database. The component renders them as Prometheus gauges
+//! status, live and failing webhooks, and the readiness of the database. The component renders them as Prometheus gauges
 //! (`GET /api/v1/metrics`) and answers `GET /ready` with the schema check.
 
 use talis_api::{InstanceStatus, TaskStatus};
@@ -16,6 +16,11 @@ pub struct Fleet {
     pub instances: Vec<(InstanceStatus, String, i64)>,
     /// (status, count) for every task status, zeros included.
     pub tasks: Vec<(TaskStatus, i64)>,
+    /// Webhooks not deleted.
+    pub webhooks: i64,
+    /// Live webhooks whose latest attempted delivery has not succeeded (being retried, or
+    /// failed for good): their receivers are down or refusing.
+    pub webhooks_failing: i64,
 }
 
 /// The database's schema as `GET /ready` reports it.
@@ -73,6 +78,19 @@ impl Service<'_> {
                 .sum();
             fleet.tasks.push((status, n));
         }
+        fleet.webhooks = db::scalar(
+            self.db,
+            "SELECT COUNT(*) FROM webhooks WHERE deleted_at IS NULL",
+            &[],
+        )?;
+        fleet.webhooks_failing = db::scalar(
+            self.db,
+            "SELECT COUNT(*) FROM webhooks w WHERE w.deleted_at IS NULL AND ( \
+               SELECT d.status FROM webhook_deliveries d \
+               WHERE d.webhook_id = w.id AND d.attempts > 0 ORDER BY d.id DESC LIMIT 1 \
+             ) IN ('pending', 'failed')",
+            &[],
+        )?;
         Ok(fleet)
     }
 
