@@ -122,3 +122,71 @@ async fn idempotent_creates() -> Result<()> {
     assert_eq!(api.count("projects")?, 2);
     Ok(())
 }
+
+async fn events(api: &Api, q: &str, key: Option<&str>) -> Result<(u16, serde_json::Value)> {
+    api.raw(
+        reqwest::Method::GET,
+        &format!("/api/v1/events{q}"),
+        key,
+        None,
+    )
+    .await
+}
+
+/// `GET /api/v1/events` is `event.list` with its params in the query: `kinds` repeated or
+/// comma-separated, owner-scoped, paged; a bad kind is a 400 naming it; no key is a 401.
+#[tokio::test(flavor = "multi_thread")]
+async fn events_over_rest_filter_and_page_like_event_list() -> Result<()> {
+    let api = Api::start().await?;
+    let alice = api.user("alice").await?;
+    let bob = api.user("bob").await?;
+    alice
+        .client
+        .project_create(&project("p", vec![instances(2)]))
+        .await?;
+    let (status, all) = events(
+        &api,
+        "?kinds=api.call&kinds=instance.status",
+        Some(&alice.key),
+    )
+    .await?;
+    assert_eq!(status, 200, "{all}");
+    let kinds: Vec<&str> = all["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"api.call"), "{all}");
+    assert!(
+        kinds
+            .iter()
+            .all(|k| ["api.call", "instance.status"].contains(k)),
+        "{all}"
+    );
+    let (_, comma) = events(&api, "?kinds=api.call,instance.status", Some(&alice.key)).await?;
+    assert_eq!(comma["pagination"]["total"], all["pagination"]["total"]);
+    let (_, one) = events(&api, "?kinds=api.call&limit=1", Some(&alice.key)).await?;
+    assert_eq!(one["rows"].as_array().map(Vec::len), Some(1), "{one}");
+    // Bob sees none of Alice's events.
+    let (_, theirs) = events(&api, "?kinds=api.call", Some(&bob.key)).await?;
+    assert_eq!(theirs["pagination"]["total"], 0, "{theirs}");
+    let (status, bad) = events(&api, "?kinds=nope", Some(&alice.key)).await?;
+    assert_eq!(status, 400, "{bad}");
+    assert!(
+        bad["error"].as_str().unwrap_or("").contains("kinds"),
+        "{bad}"
+    );
+    let (status, _) = events(&api, "", None).await?;
+    assert_eq!(status, 401);
+    let (status, _) = api
+        .raw(
+            reqwest::Method::POST,
+            "/api/v1/events",
+            Some(&alice.key),
+            Some(b"{}".to_vec()),
+        )
+        .await?;
+    assert_eq!(status, 405);
+    Ok(())
+}

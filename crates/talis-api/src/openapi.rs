@@ -229,6 +229,15 @@ pub fn document() -> Value {
                          "parameters": task_query, "responses": responses("200", slug.clone(), REST_ERRORS, &slug) } }),
     );
 
+    let events_query = query_params::<crate::events::EventList>(&mut g, &[]);
+    let page_events = to_value(g.subschema_for::<Page<crate::events::Event>>());
+    paths.insert(
+        "/api/v1/events".into(),
+        json!({ "get": { "summary": "The caller's events (`event.list`; `kinds` repeated or comma-separated)",
+                         "tags": ["rest"], "parameters": events_query,
+                         "responses": responses("200", page_events, REST_ERRORS, &slug) } }),
+    );
+
     let health = to_value(g.subschema_for::<Health>());
     paths.insert(
         "/health".into(),

@@ -41,6 +41,8 @@ pub(crate) enum Route<'a> {
     InstanceTasks(&'a str),
     /// `POST /v1/phone-home/<instance id>?token=…`.
     PhoneHome(&'a str),
+    /// `GET /api/v1/events`: `event.list` with its params in the query.
+    Events,
 }
 
 impl<'a> Route<'a> {
@@ -51,6 +53,7 @@ impl<'a> Route<'a> {
             ["ready"] => Route::Ready,
             ["api", "v1", "metrics"] => Route::Metrics,
             ["api", "v1", "openapi.json"] => Route::OpenApi,
+            ["api", "v1", "events"] => Route::Events,
             ["api", "v1"] => Route::Envelope,
             ["v1", "phone-home", id] => Route::PhoneHome(id),
             ["v1", name] => Route::Typed(methods::public(name)?.name),
@@ -74,7 +77,8 @@ impl<'a> Route<'a> {
             | Route::Metrics
             | Route::OpenApi
             | Route::AllMetadata
-            | Route::PublicIps => &[Method::Get],
+            | Route::PublicIps
+            | Route::Events => &[Method::Get],
             Route::Instance(_) | Route::InstanceTasks(_) => &[Method::Get],
             Route::Instances { admin: true } => &[Method::Get],
             Route::Instances { admin: false } => &[Method::Get, Method::Post, Method::Delete],
@@ -291,6 +295,9 @@ pub(crate) fn handle(settings: &Settings, db: &Db, req: &Req) -> Reply {
             slug(result, 200, |d| d)
         }
         Route::PhoneHome(instance) => phone_home(settings, db, req, instance),
+        Route::Events => bare(call(settings, db, req, m::EventList::NAME, || {
+            events_query(&req.query)
+        })),
     }
 }
 
@@ -353,6 +360,26 @@ fn query<T: serde::de::DeserializeOwned + serde::Serialize>(query: &str) -> Resu
         )
     })?;
     serde_json::to_value(typed).map_err(|e| Error::Db(e.to_string()))
+}
+
+/// `event.list`'s params from a query string: `kinds` repeated (`kinds=a&kinds=b`, OpenAPI's
+/// form style) or comma-separated; the rest as in [`query`].
+fn events_query(raw: &str) -> Result<Json, Error> {
+    let (kinds, rest): (Vec<_>, Vec<_>) =
+        form_urlencoded::parse(raw.as_bytes()).partition(|(k, _)| k == "kinds");
+    let rest = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(rest)
+        .finish();
+    let mut params = query::<talis_api::EventList>(&rest)?;
+    if !kinds.is_empty() {
+        let kinds: Vec<Json> = kinds
+            .iter()
+            .flat_map(|(_, v)| v.split(','))
+            .map(|k| Json::from(k.trim()))
+            .collect();
+        params["kinds"] = Json::Array(kinds);
+    }
+    Ok(params)
 }
 
 fn rpc_envelope(settings: &Settings, db: &Db, req: &Req) -> Reply {
