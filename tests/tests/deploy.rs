@@ -1,9 +1,12 @@
 //! Offline checks of the deploy manifests (deploy/): every file parses, every object has its
 //! required fields, and the manifests agree with the sources of truth they copy from — the Spin
 //! variables in spin.toml, the port constants in `talis_stack::ports`, the environment the
-//! workflows service reads, and the pinned Restate version in package.json.
+//! workflows service reads, and the pinned Restate version in package.json. The security
+//! properties of the deployment (docs/security.md) are checked here too: who the NetworkPolicies
+//! let in, Restate's request identity, versioned registration without `force`, and what the
+//! image build context leaves out.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use talis_stack::ports;
@@ -49,6 +52,54 @@ fn object(kind: &str, name: &str) -> Yaml {
         .map(|(_, d)| d)
         .find(|d| d["kind"].as_str() == Some(kind) && d["metadata"]["name"].as_str() == Some(name))
         .unwrap_or_else(|| panic!("no {kind} {name} in {K8S}"))
+}
+
+/// The one object of `kind` labelled `app.kubernetes.io/name: <name>` (the versioned objects:
+/// their names carry the version, their labels do not).
+fn labelled(kind: &str, name: &str) -> Yaml {
+    let found: Vec<Yaml> = objects()
+        .into_iter()
+        .map(|(_, d)| d)
+        .filter(|d| {
+            d["kind"].as_str() == Some(kind)
+                && d["metadata"]["labels"]["app.kubernetes.io/name"].as_str() == Some(name)
+        })
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one {kind} labelled app.kubernetes.io/name={name} in {K8S}"
+    );
+    found.into_iter().next().unwrap()
+}
+
+fn workflows_deployment() -> Yaml {
+    labelled("Deployment", "talis-workflows")
+}
+
+fn registration_job() -> Yaml {
+    labelled("Job", "talis-register-workflows")
+}
+
+/// The namespace Restate runs in, from the API's `restate_ingress_url`
+/// (`http://<service>.<namespace>.svc...`).
+fn restate_namespace() -> String {
+    let app = object("SpinApp", "talis-api");
+    let url = list(&app["spec"]["variables"], "variables")
+        .iter()
+        .find(|v| v["name"].as_str() == Some("restate_ingress_url"))
+        .map(|v| s(&v["value"], "restate_ingress_url").to_string())
+        .expect("restate_ingress_url");
+    let host = url
+        .split("://")
+        .nth(1)
+        .unwrap()
+        .split([':', '/'])
+        .next()
+        .unwrap();
+    let parts: Vec<&str> = host.split('.').collect();
+    assert!(parts.len() >= 3 && parts[2] == "svc", "{url}");
+    parts[1].to_string()
 }
 
 fn s<'a>(y: &'a Yaml, what: &str) -> &'a str {
@@ -139,16 +190,17 @@ fn every_manifest_parses_and_names_itself() {
             doc["metadata"]["name"].as_str().is_some(),
             "{file}: {kind} has no metadata.name"
         );
-        if kind != "Namespace" {
-            assert_eq!(
-                doc["metadata"]["namespace"].as_str(),
-                Some("talis"),
-                "{file}: {kind} namespace"
-            );
+        // The kustomization sets no namespace, so each object must name its own: talis, except
+        // the NetworkPolicy guarding Restate, which lives beside Restate.
+        let ns = doc["metadata"]["namespace"].as_str();
+        if kind == "NetworkPolicy" && ns != Some("talis") {
+            assert_eq!(ns, Some(restate_namespace().as_str()), "{file}: {kind}");
+        } else if kind != "Namespace" {
+            assert_eq!(ns, Some("talis"), "{file}: {kind} namespace");
         }
     }
     // Workloads: a selector that matches the pod template, and containers with an image.
-    let wf = object("Deployment", "talis-workflows");
+    let wf = workflows_deployment();
     let spec = &wf["spec"];
     let selector = spec["selector"]["matchLabels"].as_hash().expect("selector");
     for (k, v) in selector {
@@ -158,7 +210,7 @@ fn every_manifest_parses_and_names_itself() {
             "selector label {k:?}"
         );
     }
-    let job = object("Job", "talis-register-workflows");
+    let job = registration_job();
     for pod in [&spec["template"]["spec"], &job["spec"]["template"]["spec"]] {
         for c in list(&pod["containers"], "containers") {
             assert!(
@@ -183,7 +235,12 @@ fn kustomization_lists_exactly_the_object_files() {
         .collect();
     let present: BTreeSet<String> = objects().into_iter().map(|(f, _)| f).collect();
     assert_eq!(listed, present);
-    assert_eq!(k["namespace"].as_str(), Some("talis"));
+    // kustomize's `namespace` would move the NetworkPolicy guarding Restate into talis, where it
+    // selects nothing; every object names its namespace instead (checked above).
+    assert!(
+        k["namespace"].is_badvalue(),
+        "kustomization.yaml must not set a namespace (it would move Restate's NetworkPolicy)"
+    );
 }
 
 #[test]
@@ -278,7 +335,7 @@ fn workflows_env() -> BTreeSet<String> {
 
 #[test]
 fn workflows_deployment_matches_ports_and_configuration() {
-    let wf = object("Deployment", "talis-workflows");
+    let wf = workflows_deployment();
     let c = &list(&wf["spec"]["template"]["spec"]["containers"], "containers")[0];
     let port = c["ports"][0]["containerPort"]
         .as_i64()
@@ -321,7 +378,7 @@ fn workflows_deployment_matches_ports_and_configuration() {
         app_secret
     );
 
-    let svc = object("Service", "talis-workflows");
+    let svc = labelled("Service", "talis-workflows");
     let p = &svc["spec"]["ports"][0];
     assert_eq!(p["port"].as_i64(), Some(i64::from(ports::WORKFLOWS)));
     assert_eq!(p["targetPort"].as_i64(), Some(i64::from(ports::WORKFLOWS)));
@@ -335,9 +392,78 @@ fn workflows_deployment_matches_ports_and_configuration() {
     assert!(dockerfile.contains(&format!("EXPOSE {}", ports::WORKFLOWS)));
 }
 
+/// The workflows version: the tag of the Deployment's image.
+fn workflows_version() -> String {
+    let wf = workflows_deployment();
+    let image = s(
+        &wf["spec"]["template"]["spec"]["containers"][0]["image"],
+        "workflows image",
+    );
+    let tag = image.rsplit_once(':').map(|(_, t)| t).unwrap_or("");
+    assert!(
+        !tag.is_empty() && !tag.contains('/') && tag != "latest",
+        "the workflows image needs a version tag: {image}"
+    );
+    tag.to_string()
+}
+
+/// `0.1.0` → `v0-1-0`: the version as it appears in object names (DNS labels).
+fn version_suffix(version: &str) -> String {
+    format!("v{}", version.to_lowercase().replace(['.', '_', '+'], "-"))
+}
+
+/// Each workflows version runs beside the previous one until that one is drained, so every
+/// object of it is named after the version (image tag) and labelled with it, and selects only
+/// its own version's pods.
 #[test]
-fn registration_job_registers_the_workflows_service_with_restate_admin() {
-    let job = object("Job", "talis-register-workflows");
+fn every_workflows_object_is_named_and_labelled_with_its_version() {
+    let version = workflows_version();
+    let suffix = version_suffix(&version);
+    let wf = workflows_deployment();
+    let svc = labelled("Service", "talis-workflows");
+    let pdb = labelled("PodDisruptionBudget", "talis-workflows");
+    let job = registration_job();
+    for (obj, base) in [
+        (&wf, "talis-workflows"),
+        (&svc, "talis-workflows"),
+        (&pdb, "talis-workflows"),
+        (&job, "talis-register-workflows"),
+    ] {
+        let kind = s(&obj["kind"], "kind");
+        assert_eq!(
+            s(&obj["metadata"]["name"], "name"),
+            format!("{base}-{suffix}"),
+            "{kind} name for version {version}"
+        );
+        assert_eq!(
+            obj["metadata"]["labels"]["app.kubernetes.io/version"].as_str(),
+            Some(version.as_str()),
+            "{kind} label app.kubernetes.io/version"
+        );
+    }
+    let pods = &wf["spec"]["selector"]["matchLabels"];
+    assert_eq!(
+        pods["app.kubernetes.io/version"].as_str(),
+        Some(version.as_str()),
+        "the Deployment selects its own version's pods only"
+    );
+    assert_eq!(&svc["spec"]["selector"], pods, "Service selector");
+    assert_eq!(
+        &pdb["spec"]["selector"]["matchLabels"], pods,
+        "PDB selector"
+    );
+    assert_eq!(
+        job["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/version"].as_str(),
+        Some(version.as_str())
+    );
+}
+
+/// The registration posts this version's Service URL to Restate's admin API, with `force`
+/// false: a new URL per version is a new deployment, so invocations in flight stay on the old
+/// one; `force` would overwrite a deployment under its running invocations.
+#[test]
+fn registration_job_registers_this_version_without_force() {
+    let job = registration_job();
     let args: Vec<&str> = list(
         &job["spec"]["template"]["spec"]["containers"][0]["args"],
         "args",
@@ -350,9 +476,32 @@ fn registration_job_registers_the_workflows_service_with_restate_admin() {
     assert_eq!(port_of(admin), ports::RESTATE_ADMIN);
     let data = args[args.iter().position(|a| *a == "--data").expect("--data") + 1];
     let body: serde_json::Value = serde_json::from_str(data).expect("--data is JSON");
+    assert_eq!(
+        body["force"],
+        serde_json::Value::Bool(false),
+        "the registration must say \"force\": false (older admin APIs default to true): {data}"
+    );
+    assert_ne!(
+        body["breaking"],
+        serde_json::Value::Bool(true),
+        "no breaking registrations: {data}"
+    );
+    assert!(
+        !args.iter().any(|a| a.contains("force=true")),
+        "no force in the URL either: {args:?}"
+    );
     let uri = body["uri"].as_str().expect("uri");
-    assert!(uri.contains("talis-workflows.talis.svc"), "{uri}");
-    assert_eq!(port_of(uri), ports::WORKFLOWS);
+    let svc = labelled("Service", "talis-workflows");
+    let name = s(&svc["metadata"]["name"], "Service name");
+    assert!(
+        name.ends_with(&version_suffix(&workflows_version())),
+        "{name}"
+    );
+    assert_eq!(
+        uri,
+        format!("http://{name}.talis.svc.cluster.local:{}", ports::WORKFLOWS),
+        "the registered URL must be this version's Service"
+    );
 }
 
 #[test]
@@ -414,9 +563,9 @@ fn restate_is_a_replicated_cluster_and_the_stateless_parts_have_replicas() {
         "restate-values.yaml does not say how to provision the cluster"
     );
 
-    let wf = object("Deployment", "talis-workflows");
+    let wf = workflows_deployment();
     assert!(wf["spec"]["replicas"].as_i64().expect("replicas") >= 2);
-    let pdb = object("PodDisruptionBudget", "talis-workflows");
+    let pdb = labelled("PodDisruptionBudget", "talis-workflows");
     assert_eq!(
         pdb["spec"]["selector"]["matchLabels"],
         wf["spec"]["selector"]["matchLabels"]
@@ -518,6 +667,346 @@ fn deployment_id_is_valid_distinct_and_documented() {
         assert!(
             text.contains("distinct per deployment sharing a cloud account"),
             "{file} does not say deployment_id must be distinct per deployment sharing a cloud account"
+        );
+    }
+}
+
+/// The workflows accept only requests signed by Restate: the Deployment gives them the public
+/// key from the Secret (a placeholder of the right shape until the operator sets it), and the
+/// binary reads that variable.
+#[test]
+fn workflows_verify_restate_request_identity_from_the_secret() {
+    const VAR: &str = "TALIS_RESTATE_IDENTITY_KEYS";
+    assert!(
+        workflows_env().contains(VAR),
+        "workflows/src/config.rs no longer reads {VAR}"
+    );
+    let wf = workflows_deployment();
+    let c = &list(&wf["spec"]["template"]["spec"]["containers"], "containers")[0];
+    let e = list(&c["env"], "env")
+        .iter()
+        .find(|e| e["name"].as_str() == Some(VAR))
+        .unwrap_or_else(|| panic!("the workflows Deployment does not set {VAR}"));
+    assert!(e["value"].is_badvalue(), "{VAR} must come from the Secret");
+    let r = &e["valueFrom"]["secretKeyRef"];
+    assert_eq!(r["name"].as_str(), Some("talis-secrets"), "{VAR}");
+    let key = s(&r["key"], "secretKeyRef.key");
+    let secret = object("Secret", "talis-secrets");
+    let placeholder = s(&secret["stringData"][key], key);
+    assert!(
+        placeholder.starts_with("publickeyv1_"),
+        "{key} placeholder should show the key's form: {placeholder}"
+    );
+}
+
+/// Restate signs every request to the workflows: its values set the 1.7 key
+/// `worker.invoker.request-identity-private-key-pem-file` to a file of a mounted Secret (not
+/// the chart's `identityPrivateKey`, which sets the root-level key deprecated in 1.7), and the
+/// deploy guide says how to create that Secret.
+#[test]
+fn restate_values_configure_the_request_identity_private_key() {
+    let values = &yaml_docs(&root().join(K8S).join("restate-values.yaml"))[0];
+    let path = values_env(
+        values,
+        "RESTATE_WORKER__INVOKER__REQUEST_IDENTITY_PRIVATE_KEY_PEM_FILE",
+    );
+    assert!(
+        list(&values["env"], "env")
+            .iter()
+            .all(|e| e["name"].as_str() != Some("RESTATE_REQUEST_IDENTITY_PRIVATE_KEY_PEM_FILE")),
+        "the root-level key is deprecated and would take precedence"
+    );
+    assert_ne!(
+        values["identityPrivateKey"]["enabled"].as_bool(),
+        Some(true),
+        "the chart's identityPrivateKey sets the deprecated root-level key"
+    );
+    let (dir, file) = path.rsplit_once('/').expect("an absolute path");
+    let mount = list(&values["extraVolumeMounts"], "extraVolumeMounts")
+        .iter()
+        .find(|m| m["mountPath"].as_str() == Some(dir))
+        .unwrap_or_else(|| panic!("nothing is mounted at {dir}"));
+    let name = s(&mount["name"], "mount name");
+    let volume = list(&values["extraVolumes"], "extraVolumes")
+        .iter()
+        .find(|v| v["name"].as_str() == Some(name))
+        .unwrap_or_else(|| panic!("no volume {name}"));
+    let secret = &volume["secret"];
+    let secret_name = s(&secret["secretName"], "secretName");
+    assert_ne!(
+        secret["optional"].as_bool(),
+        Some(true),
+        "Restate must not start without its key"
+    );
+    if let Some(items) = secret["items"].as_vec() {
+        assert!(
+            items.iter().any(|i| i["path"].as_str() == Some(file)),
+            "the Secret volume does not provide {file}"
+        );
+    }
+    let guide = read("deploy/README.md");
+    assert!(
+        guide.contains(&format!("create secret generic {secret_name}")),
+        "deploy/README.md does not say how to create the Secret {secret_name}"
+    );
+}
+
+/// A label selector's `matchLabels` (`matchExpressions` are not used here, and refused so this
+/// check cannot misread one).
+fn match_labels(selector: &Yaml, what: &str) -> BTreeMap<String, String> {
+    assert!(
+        selector["matchExpressions"].is_badvalue(),
+        "{what}: matchExpressions are not checked here; use matchLabels"
+    );
+    match &selector["matchLabels"] {
+        Yaml::BadValue => BTreeMap::new(),
+        m => m
+            .as_hash()
+            .unwrap_or_else(|| panic!("{what}: matchLabels is not a map"))
+            .iter()
+            .map(|(k, v)| (s(k, what).to_string(), s(v, what).to_string()))
+            .collect(),
+    }
+}
+
+fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// One `from` peer of a NetworkPolicy rule, in words: `namespace N, pods k=v,...`.
+fn describe_peer(peer: &Yaml, policy_ns: &str) -> String {
+    if !peer["ipBlock"].is_badvalue() {
+        return format!("ipBlock {}", s(&peer["ipBlock"]["cidr"], "cidr"));
+    }
+    let ns = match &peer["namespaceSelector"] {
+        Yaml::BadValue => format!("namespace {policy_ns}"),
+        sel => {
+            let l = match_labels(sel, "namespaceSelector");
+            match l.get("kubernetes.io/metadata.name") {
+                _ if l.is_empty() => "any namespace".to_string(),
+                Some(n) if l.len() == 1 => format!("namespace {n}"),
+                _ => panic!("namespaceSelector {l:?}: select namespaces by name"),
+            }
+        }
+    };
+    pods_peer(&ns, &match_labels(&peer["podSelector"], "podSelector"))
+}
+
+fn pods_peer(ns: &str, labels: &BTreeMap<String, String>) -> String {
+    if labels.is_empty() {
+        return format!("{ns}, any pod");
+    }
+    let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("{ns}, pods {}", l.join(","))
+}
+
+/// Who the NetworkPolicies let reach `port` of pods labelled `labels` in `namespace`: `None`
+/// when no policy selects those pods for ingress (then everyone may), else every peer of every
+/// rule that covers the port ("anyone" for a rule without `from`).
+fn allowed_peers(
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+    port: u16,
+) -> Option<BTreeSet<String>> {
+    let mut isolated = false;
+    let mut peers = BTreeSet::new();
+    for (_, p) in objects() {
+        if p["kind"].as_str() != Some("NetworkPolicy")
+            || p["metadata"]["namespace"].as_str() != Some(namespace)
+        {
+            continue;
+        }
+        let name = s(&p["metadata"]["name"], "policy name");
+        let spec = &p["spec"];
+        if !selects(&match_labels(&spec["podSelector"], name), labels) {
+            continue;
+        }
+        let ingress_type = match &spec["policyTypes"] {
+            Yaml::BadValue => true,
+            t => list(t, "policyTypes")
+                .iter()
+                .any(|t| t.as_str() == Some("Ingress")),
+        };
+        if !ingress_type {
+            continue;
+        }
+        isolated = true;
+        let rules = match &spec["ingress"] {
+            Yaml::BadValue => continue,
+            r => list(r, "ingress"),
+        };
+        for rule in rules {
+            let covers = match &rule["ports"] {
+                Yaml::BadValue => true,
+                ps => {
+                    list(ps, "ports").is_empty()
+                        || list(ps, "ports").iter().any(|p| {
+                            let from = p["port"].as_i64().unwrap_or_else(|| {
+                                panic!("{name}: port {:?}: use numbers", p["port"])
+                            });
+                            let to = p["endPort"].as_i64().unwrap_or(from);
+                            (from..=to).contains(&i64::from(port))
+                        })
+                }
+            };
+            if !covers {
+                continue;
+            }
+            match &rule["from"] {
+                Yaml::BadValue => {
+                    peers.insert("anyone".to_string());
+                }
+                f if list(f, "from").is_empty() => {
+                    peers.insert("anyone".to_string());
+                }
+                f => {
+                    for peer in list(f, "from") {
+                        peers.insert(describe_peer(peer, namespace));
+                    }
+                }
+            }
+        }
+    }
+    isolated.then_some(peers)
+}
+
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// networkpolicy.yaml: Restate's ingress only from the API pods, its admin API only from the
+/// operator's (registration) pods, its node port only from the other nodes and Prometheus; the
+/// workflows endpoint only from Restate, their metrics only from Prometheus; no other port of
+/// either open to anyone. The peers' labels are the ones the workloads actually carry.
+#[test]
+fn network_policies_let_in_only_the_stated_peers() {
+    const OPERATOR: (&str, &str) = ("talis.dev/operator", "true");
+    const MONITORING: &str = "namespace monitoring, any pod";
+    let restate_ns = restate_namespace();
+    // The chart labels its pods `app: <nameOverride>`, "restate" unless the values change it.
+    let values = &yaml_docs(&root().join(K8S).join("restate-values.yaml"))[0];
+    assert!(values["nameOverride"].is_badvalue() && values["podLabels"].is_badvalue());
+    let restate_pods = labels(&[("app", "restate")]);
+    // The spin-operator labels a SpinApp's pods `core.spinkube.dev/app-name: <SpinApp name>`.
+    let app = object("SpinApp", "talis-api");
+    let api_pods = labels(&[(
+        "core.spinkube.dev/app-name",
+        s(&app["metadata"]["name"], "SpinApp name"),
+    )]);
+    assert!(app["spec"]["podLabels"][OPERATOR.0].is_badvalue());
+    let wf = workflows_deployment();
+    let wf_pods: BTreeMap<String, String> = wf["spec"]["template"]["metadata"]["labels"]
+        .as_hash()
+        .expect("template labels")
+        .iter()
+        .map(|(k, v)| (s(k, "label").into(), s(v, "label").into()))
+        .collect();
+    assert!(
+        !wf_pods.contains_key(OPERATOR.0),
+        "workflows pods are no operator"
+    );
+    // The operator label is the registration Job's.
+    let job = registration_job();
+    assert_eq!(
+        job["spec"]["template"]["metadata"]["labels"][OPERATOR.0].as_str(),
+        Some(OPERATOR.1),
+        "the registration Job's pod must carry {}={}",
+        OPERATOR.0,
+        OPERATOR.1
+    );
+
+    let api = pods_peer("namespace talis", &api_pods);
+    let operator = pods_peer("namespace talis", &labels(&[OPERATOR]));
+    let restate = pods_peer(&format!("namespace {restate_ns}"), &restate_pods);
+    // (what, namespace, pods, port, the only peers allowed)
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a BTreeMap<String, String>,
+        u16,
+        Vec<&'a str>,
+    );
+    let cases: [Case; 7] = [
+        (
+            "Restate ingress",
+            &restate_ns,
+            &restate_pods,
+            ports::RESTATE_INGRESS,
+            vec![&api],
+        ),
+        (
+            "Restate admin",
+            &restate_ns,
+            &restate_pods,
+            ports::RESTATE_ADMIN,
+            vec![&operator],
+        ),
+        (
+            "Restate node",
+            &restate_ns,
+            &restate_pods,
+            ports::RESTATE_NODE,
+            vec![&restate, MONITORING],
+        ),
+        (
+            "Restate, another port",
+            &restate_ns,
+            &restate_pods,
+            1,
+            vec![],
+        ),
+        (
+            "workflows endpoint",
+            "talis",
+            &wf_pods,
+            ports::WORKFLOWS,
+            vec![&restate],
+        ),
+        (
+            "workflows metrics",
+            "talis",
+            &wf_pods,
+            ports::WORKFLOWS_METRICS,
+            vec![MONITORING],
+        ),
+        ("workflows, another port", "talis", &wf_pods, 1, vec![]),
+    ];
+    for (what, ns, pods, port, expected) in cases {
+        let allowed = allowed_peers(ns, pods, port).unwrap_or_else(|| {
+            panic!(
+                "{what}: no NetworkPolicy selects {pods:?} in namespace {ns}: anyone may connect"
+            )
+        });
+        let expected: BTreeSet<String> = expected.into_iter().map(String::from).collect();
+        assert_eq!(allowed, expected, "{what} (port {port}): who may connect");
+    }
+}
+
+/// The image build context is the repository: `.dockerignore` must keep out the local stack's
+/// state (`.talis/`: the admin key and internal secret), build output and node modules, and
+/// never let part of them back in with a `!` pattern.
+#[test]
+fn dockerignore_keeps_state_and_build_output_out_of_images() {
+    let text = read(".dockerignore");
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let norm = |l: &str| l.trim_start_matches('/').trim_end_matches('/').to_string();
+    for dir in [".talis", "target", "node_modules"] {
+        assert!(
+            lines.iter().any(|l| norm(l) == dir),
+            ".dockerignore does not exclude {dir}/"
+        );
+        assert!(
+            !lines
+                .iter()
+                .any(|l| l.starts_with('!') && norm(&l[1..]).starts_with(dir)),
+            ".dockerignore lets part of {dir}/ back in"
         );
     }
 }
