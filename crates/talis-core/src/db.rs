@@ -106,9 +106,24 @@ impl RowExt for [Value] {
     }
 }
 
-/// Runs one statement, mapping a storage error to [`Error::Db`].
+/// Runs one statement, mapping a storage error to [`Error::Db`], or to [`Error::RetryLater`]
+/// when another writer held the database past the wait (nothing was written: try again).
 pub fn query(db: &dyn Sql, sql: &str, params: &[Value]) -> Result<Vec<Row>> {
-    db.query(sql, params).map_err(Error::Db)
+    db.query(sql, params).map_err(storage_error)
+}
+
+fn storage_error(message: String) -> Error {
+    if is_busy(&message) {
+        Error::RetryLater {
+            reason: format!(
+                "the database stayed locked by other writers for {} s",
+                LOCK_WAIT.as_secs()
+            ),
+            after_secs: 1,
+        }
+    } else {
+        Error::Db(message)
+    }
 }
 
 /// The first row, if any.
@@ -157,7 +172,7 @@ fn begin_immediate(db: &dyn Sql) -> Result<()> {
                 ));
                 pause_us = (pause_us * 2).min(1_000);
             }
-            Err(e) => break Err(Error::Db(e)),
+            Err(e) => break Err(storage_error(e)),
         }
     };
     let _ = db.query(

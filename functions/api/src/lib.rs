@@ -289,5 +289,21 @@ pub(crate) fn with_service<T>(
     let out = f(&svc);
     // Whatever committed (even under a call that failed afterwards) has its deliveries.
     db.kicks.borrow_mut().extend(svc.take_kicks());
+    log_storage_error(settings, &out);
     out
+}
+
+/// The caller only sees "internal database error" (storage details are not theirs to read);
+/// the operator sees the cause, once, on stderr (the host's log), with the request id.
+fn log_storage_error<T>(settings: &Settings, out: &Result<T, Error>) {
+    match out {
+        Err(Error::Db(cause)) => eprintln!(
+            "talis: database error (request {}): {cause}",
+            settings.request_id
+        ),
+        Err(e @ Error::RetryLater { .. }) => {
+            eprintln!("talis: request {} refused: {e}", settings.request_id)
+        }
+        _ => {}
+    }
 }

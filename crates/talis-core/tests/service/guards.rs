@@ -557,3 +557,30 @@ fn a_long_poll_answers_as_soon_as_an_event_exists() {
         .unwrap();
     assert_eq!(empty["rows"], json!([]));
 }
+
+/// A write that cannot get the database because another connection holds its write lock past
+/// the wait is a 503 "retry later" (nothing written), not a 500: the workflows and clients
+/// retry it, and it is not reported as an internal error.
+#[test]
+fn a_write_blocked_by_another_writer_is_retry_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("talis.db");
+    let cfg = cfg();
+    let db = rusqlite::Connection::open(&path).unwrap();
+    Service::open(&db, &cfg).unwrap();
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let err = Service::open(&db, &cfg)
+        .unwrap()
+        .call(&Caller::ADMIN, "user.create", json!({ "username": "u" }))
+        .unwrap_err();
+    assert!(matches!(err, Error::RetryLater { .. }), "{err:?}");
+    assert_eq!(err.status(), 503);
+    other.execute_batch("ROLLBACK").unwrap();
+    let named_u: i64 = db
+        .query_row("SELECT COUNT(*) FROM users WHERE username = 'u'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(named_u, 0, "nothing was written");
+}
