@@ -8,7 +8,7 @@ use anyhow::Result;
 use serde_json::json;
 use talis_api::TaskStatus;
 use talis_e2e::flow::*;
-use talis_stack::workflows::{FullStack, StackOptions};
+use talis_stack::workflows::{FullStack, StackOptions, Victim};
 
 const N: usize = 100;
 const LIMIT: Duration = Duration::from_secs(120);
@@ -24,13 +24,6 @@ rate_limit_per_hour = 4294967295
 attempts = 120
 retry_delay_ms = 500
 timeout_ms = 5000";
-
-#[derive(Clone, Copy, Debug)]
-enum Victim {
-    Workflows,
-    Restate,
-    Host,
-}
 
 /// Creates are slow too (every create call held 300 ms), so a kill right after the first
 /// machine exists lands while creates are in flight.
@@ -60,23 +53,7 @@ async fn crash_and_recover_with(victim: Victim, fake: String, after: usize) -> R
     wait_created(&stack, &project, after, LIMIT).await?;
     // The crash must land mid-run, or the test proves nothing.
     assert_eq!(task(&stack, task_id).await?.status, TaskStatus::Running);
-    match victim {
-        Victim::Workflows => {
-            stack.workflows.service.kill9().await?;
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            stack.workflows.service.restart().await?;
-        }
-        Victim::Restate => {
-            stack.restate.service.kill9().await?;
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            stack.restate.restart().await?;
-        }
-        Victim::Host => {
-            stack.host.kill9().await?;
-            tokio::time::sleep(Duration::from_millis(1500)).await;
-            stack.host.restart().await?;
-        }
-    }
+    stack.crash_and_restart(victim).await?;
     let t = wait_task(&stack, task_id, LIMIT).await?;
     assert_eq!(
         t.status,

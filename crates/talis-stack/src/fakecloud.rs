@@ -39,6 +39,29 @@ impl FakeCloud {
     }
 }
 
+/// The fake cloud's own counts (from `/_fake/stats`): what is live, and what went wrong.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CloudCounts {
+    pub live_droplets: u64,
+    pub live_volumes: u64,
+    /// Instances with more than one machine (tags or names that should be unique).
+    pub duplicates: u64,
+    /// Machines and volumes that belong to no instance.
+    pub orphans: u64,
+}
+
+impl CloudCounts {
+    pub fn from_stats(stats: &serde_json::Value) -> Self {
+        let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+        Self {
+            live_droplets: n(&stats["droplets"]["live"]),
+            live_volumes: n(&stats["volumes"]["live"]),
+            duplicates: n(&stats["duplicates"]["count"]),
+            orphans: n(&stats["orphans"]["count"]),
+        }
+    }
+}
+
 /// The command line of a fake cloud, for callers that manage the [`Service`] themselves.
 pub fn spec(opts: &Options, log_dir: &Path) -> (Spec, String) {
     let port = opts.port.unwrap_or_else(crate::free_port);

@@ -141,6 +141,26 @@ retry_delay_ms = 500
 timeout_ms = 5000
 "#;
 
+/// A process of the [`FullStack`] that crash tests and the storm benchmark kill and restart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Victim {
+    Workflows,
+    Restate,
+    Host,
+}
+
+impl Victim {
+    /// How long the process stays down: long enough for callers to notice (connections
+    /// refused, Restate retrying the endpoint); talis-host a little longer, so machines'
+    /// phone-homes meet a dead API and must retry.
+    pub fn down_for(self) -> std::time::Duration {
+        std::time::Duration::from_millis(match self {
+            Victim::Workflows | Victim::Restate => 500,
+            Victim::Host => 1500,
+        })
+    }
+}
+
 /// The whole stack on loopback: fake cloud, restate-server, workflows (registered), talis-host
 /// serving the API component from the workspace's `spin.toml`. State and logs live under `dir`,
 /// so any process can be killed and restarted with its state.
@@ -233,10 +253,20 @@ impl FullStack {
 
     /// Calls a public RPC method as admin (`POST /v1/<method>`); returns `data` or the error.
     pub async fn call(&self, method: &str, params: serde_json::Value) -> Result<serde_json::Value> {
+        self.call_as(&self.admin_key, method, params).await
+    }
+
+    /// Calls a public RPC method with an owner's API key; returns `data` or the error.
+    pub async fn call_as(
+        &self,
+        api_key: &str,
+        method: &str,
+        params: serde_json::Value,
+    ) -> Result<serde_json::Value> {
         let r = self
             .http
             .post(format!("{}/v1/{method}", self.api_url))
-            .bearer_auth(&self.admin_key)
+            .bearer_auth(api_key)
             .json(&params)
             .send()
             .await?;
@@ -246,6 +276,23 @@ impl FullStack {
             anyhow::bail!("{method} answered {status}: {body}");
         }
         Ok(body["data"].clone())
+    }
+
+    /// Crashes one process (SIGKILL: no clean-up runs), leaves it down for
+    /// [`Victim::down_for`], then restarts it with its state and ports and waits until it
+    /// serves again (Restate: admin and ingress).
+    pub async fn crash_and_restart(&mut self, victim: Victim) -> Result<()> {
+        match victim {
+            Victim::Workflows => self.workflows.service.kill9().await?,
+            Victim::Restate => self.restate.service.kill9().await?,
+            Victim::Host => self.host.kill9().await?,
+        }
+        tokio::time::sleep(victim.down_for()).await;
+        match victim {
+            Victim::Workflows => self.workflows.service.restart().await,
+            Victim::Restate => self.restate.restart().await,
+            Victim::Host => self.host.restart().await,
+        }
     }
 
     /// `GET /_fake/stats` of the fake cloud.
