@@ -100,7 +100,8 @@ fn envelope_request(g: &mut SchemaGenerator) -> Value {
         .map(|m| {
             json!({
                 "type": "object",
-                "required": ["method", "params"],
+                // `params` may be left out (or null): the method is called with `{}`.
+                "required": ["method"],
                 "properties": {
                     "method": { "type": "string", "enum": [m.name] },
                     "params": to_value((m.params)(g)),
