@@ -104,7 +104,7 @@ fn envelope_request(g: &mut SchemaGenerator) -> Value {
                 "required": ["method"],
                 "properties": {
                     "method": { "type": "string", "enum": [m.name] },
-                    "params": to_value((m.params)(g)),
+                    "params": { "allOf": [to_value((m.params)(g))], "nullable": true },
                     "id": id,
                 }
             })
