@@ -7,9 +7,11 @@
 //! - [`flow`]: the full stack (fake cloud, restate-server, workflows, host): create a project,
 //!   wait for its task, read its instances, check the fake cloud's counters.
 //! - [`keys`]: valid OpenSSH public keys (the API parses them).
+//! - [`metrics`]: Prometheus answers parsed and looked up as a scraper would.
 //! - [`openapi`]: checks an answer against the served OpenAPI document.
 
 pub mod api;
 pub mod flow;
 pub mod keys;
+pub mod metrics;
 pub mod openapi;

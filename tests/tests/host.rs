@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
+use talis_e2e::metrics::sample;
 use talis_stack::host::{self, Host, HostOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -628,35 +629,7 @@ async fn raw_exchange(host: &Host, request: &[u8], patience: Duration) -> Result
 
 /// The host's metrics, parsed as a Prometheus scraper would.
 async fn scrape(host: &Host, path: &str) -> Result<prometheus_parse::Scrape> {
-    let r = client().get(host.url(path)).send().await?;
-    ensure!(r.status() == 200, "GET {path}: {}", r.status());
-    let ct = r
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    ensure!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
-    let text = r.text().await?;
-    Ok(prometheus_parse::Scrape::parse(
-        text.lines().map(|l| Ok(l.to_string())),
-    )?)
-}
-
-/// The value of the sample `name` whose labels include `labels` (0 when absent).
-fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == name)
-        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            _ => 0.0,
-        })
-        .sum()
+    talis_e2e::metrics::parse(client().get(host.url(path)).send().await?).await
 }
 
 fn with_args(mut o: HostOptions, args: &[&str]) -> HostOptions {

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use talis_client::Client;
 use talis_client::wire::events::{EventBody, EventKind, EventList};
 use talis_client::wire::*;
+use talis_e2e::metrics::sample;
 use talis_stack::host::{self, HostOptions};
 use talis_stack::workflows::{FullStack, Options, StackOptions, Workflows};
 
@@ -38,35 +39,7 @@ async fn scrape(url: &str, key: Option<&str>) -> Result<prometheus_parse::Scrape
     if let Some(k) = key {
         req = req.bearer_auth(k);
     }
-    let r = req.send().await?;
-    ensure!(r.status() == 200, "GET {url}: {}", r.status());
-    let ct = r
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    ensure!(ct.starts_with("text/plain; version=0.0.4"), "{url}: {ct}");
-    let text = r.text().await?;
-    Ok(prometheus_parse::Scrape::parse(
-        text.lines().map(|l| Ok(l.to_string())),
-    )?)
-}
-
-/// The samples of `name` whose labels include `labels`, summed (0 when absent).
-fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == name)
-        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match &s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => *v,
-            _ => 0.0,
-        })
-        .sum()
+    talis_e2e::metrics::parse(req.send().await?).await
 }
 
 fn instances(n: u32) -> Value {

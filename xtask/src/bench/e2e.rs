@@ -27,8 +27,6 @@ use talis_api::methods::{Method, public as m};
 use talis_stack::fakecloud::CloudCounts;
 use talis_stack::workflows::{FullStack, INSTANT_FAKE, StackOptions, Victim};
 
-use crate::build::{cargo, run as run_cmd};
-
 /// DigitalOcean-like: every machine boots in 45 s (IP with it).
 const DO_LIKE_BOOT_MS: u64 = 45_000;
 /// DO's per-token API limits (sliding windows), also the fake's DO-like settings.
@@ -242,21 +240,7 @@ struct Measured {
 }
 
 pub fn run() -> Result<()> {
-    crate::build::npm()?;
-    crate::build::components()?;
-    let mut c = cargo();
-    c.args([
-        "build",
-        "--release",
-        "-p",
-        "talis-host",
-        "-p",
-        "fakecloud",
-        "-p",
-        "talis-workflows",
-    ]);
-    run_cmd(c)?;
-    let bin_dir = talis_stack::target_dir().join("release");
+    let bin_dir = super::release_stack()?;
     let only: Option<Vec<String>> = std::env::var("BENCH_E2E_ONLY")
         .ok()
         .map(|s| s.split(',').map(|x| x.trim().to_string()).collect());
