@@ -7,6 +7,6 @@ RUN cargo build --release --locked -p talis-workflows
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/talis-workflows /usr/local/bin/talis-workflows
-EXPOSE 9080 9090
-ENV WORKFLOWS_LISTEN=0.0.0.0:9080 TALIS_METRICS_LISTEN=0.0.0.0:9090
+EXPOSE 9080 9081
+ENV WORKFLOWS_LISTEN=0.0.0.0:9080 TALIS_METRICS_LISTEN=0.0.0.0:9081
 ENTRYPOINT ["/usr/local/bin/talis-workflows"]

@@ -1,5 +1,5 @@
-//! End-to-end tests against the real processes (`tests/tests/*.rs`, one binary per concern) and
-//! the helpers they share:
+//! End-to-end tests against the real processes (`tests/tests/e2e/`: one binary, one module per
+//! concern) and the helpers they share:
 //!
 //! - [`api`]: the real API component on a real talis-host with its own SQLite file; typed
 //!   clients (public and internal) for it, raw HTTP for tests about the wire itself, and

@@ -68,7 +68,7 @@ pub struct Config {
     pub webhook_retry_max_secs: u64,
     /// Address of the HTTP/1 listener serving `GET /metrics` (Prometheus text) and `GET /health`
     /// (liveness).
-    #[arg(long, env = "TALIS_METRICS_LISTEN", default_value = "127.0.0.1:9090")]
+    #[arg(long, env = "TALIS_METRICS_LISTEN", default_value = "127.0.0.1:9081")]
     pub metrics_listen: SocketAddr,
     /// Log lines for people (`text`) or one JSON object per line (`json`).
     #[arg(long, env = "TALIS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]

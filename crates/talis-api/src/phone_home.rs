@@ -54,7 +54,8 @@ pub fn signed_url(
 /// Why a presented token is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refused {
-    /// Wrong signature (or no secret configured).
+    /// Wrong signature, or no usable secret configured (shorter than
+    /// [`MIN_SECRET_LEN`](crate::rules::MIN_SECRET_LEN): a placeholder signs nothing).
     BadToken,
     /// Past its expiry.
     Expired,
@@ -72,7 +73,8 @@ pub fn verify(
     let Ok(presented) = hex::decode(token) else {
         return Err(Refused::BadToken);
     };
-    if secret.is_empty() {
+    // A short secret is a placeholder (`CHANGE_ME`): anyone could compute its tokens.
+    if secret.chars().count() < crate::rules::MIN_SECRET_LEN {
         return Err(Refused::BadToken);
     }
     let mut m = mac(secret);
@@ -89,32 +91,45 @@ pub fn verify(
 mod tests {
     use super::*;
 
+    const SECRET: &str = "a-phone-home-secret-of-32-chars!";
+
     #[test]
     fn tokens_are_bound_to_task_instance_and_expiry() {
-        let t = token("s3cret", 7, 11, 1_000);
-        assert_eq!(verify("s3cret", 7, 11, 1_000, &t, 999), Ok(()));
+        let t = token(SECRET, 7, 11, 1_000);
+        assert_eq!(verify(SECRET, 7, 11, 1_000, &t, 999), Ok(()));
         assert_eq!(
-            verify("s3cret", 7, 11, 1_000, &t, 1_001),
+            verify(SECRET, 7, 11, 1_000, &t, 1_001),
             Err(Refused::Expired)
         );
         for (task, inst, exp) in [(8, 11, 1_000), (7, 12, 1_000), (7, 11, 2_000)] {
             assert_eq!(
-                verify("s3cret", task, inst, exp, &t, 0),
+                verify(SECRET, task, inst, exp, &t, 0),
                 Err(Refused::BadToken)
             );
         }
-        assert_eq!(verify("other", 7, 11, 1_000, &t, 0), Err(Refused::BadToken));
+        let other = "another-phone-home-secret-32-chr";
+        assert_eq!(verify(other, 7, 11, 1_000, &t, 0), Err(Refused::BadToken));
         assert_eq!(
-            verify("", 7, 11, 1_000, &token("", 7, 11, 1_000), 0),
+            verify(SECRET, 7, 11, 1_000, "zz", 0),
             Err(Refused::BadToken)
         );
         assert_eq!(
-            verify("s3cret", 7, 11, 1_000, "zz", 0),
-            Err(Refused::BadToken)
-        );
-        assert_eq!(
-            signed_url("http://h:1/", "s3cret", 7, 11, 1_000),
+            signed_url("http://h:1/", SECRET, 7, 11, 1_000),
             format!("http://h:1/v1/phone-home/11?task=7&exp=1000&token={t}")
         );
+    }
+
+    /// A placeholder secret (empty, `CHANGE_ME`, anything under 32 characters) verifies no
+    /// token, not even one it signed itself: whoever guesses it could sign any.
+    #[test]
+    fn a_short_secret_verifies_nothing() {
+        for weak in ["", "CHANGE_ME", &SECRET[..31]] {
+            let t = token(weak, 7, 11, 1_000);
+            assert_eq!(
+                verify(weak, 7, 11, 1_000, &t, 0),
+                Err(Refused::BadToken),
+                "{weak:?}"
+            );
+        }
     }
 }

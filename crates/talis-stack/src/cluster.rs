@@ -127,33 +127,6 @@ fn listen(fixed: bool, port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], if fixed { port } else { 0 }))
 }
 
-/// Ports of the replicas: [`ports::replica`] of the fixed ports, or free ones, each once.
-struct PortPicker {
-    fixed: bool,
-    taken: std::collections::BTreeSet<u16>,
-}
-
-impl PortPicker {
-    fn new(fixed: bool) -> Self {
-        Self {
-            fixed,
-            taken: Default::default(),
-        }
-    }
-
-    fn pick(&mut self, base: u16, i: u16) -> u16 {
-        if self.fixed {
-            return ports::replica(base, i);
-        }
-        loop {
-            let p = free_port();
-            if self.taken.insert(p) {
-                return p;
-            }
-        }
-    }
-}
-
 fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
@@ -184,10 +157,7 @@ impl Cluster {
             ));
         }
         for i in 0..opts.workflows {
-            out.push((
-                format!("workflows {}", i + 1),
-                ports::replica(ports::WORKFLOWS, i),
-            ));
+            out.push((format!("workflows {}", i + 1), ports::workflows_replica(i)));
         }
         out
     }
@@ -224,25 +194,26 @@ impl Cluster {
             bind(ports::WORKFLOWS).await,
             bind(ports::API).await,
         );
-        let mut picker = PortPicker::new(fixed);
+        // A replica's port: the fixed one, or a free one (`free_port` never hands one out twice).
+        let pick = |fixed_port: u16| if fixed { fixed_port } else { free_port() };
         let restate_ports: Vec<Ports> = (0..opts.restate_nodes)
             .map(|i| {
                 if fixed {
                     Ports::cluster_node(i)
                 } else {
                     Ports {
-                        ingress: picker.pick(0, 0),
-                        admin: picker.pick(0, 0),
-                        node: picker.pick(0, 0),
+                        ingress: pick(0),
+                        admin: pick(0),
+                        node: pick(0),
                     }
                 }
             })
             .collect();
         let host_ports: Vec<u16> = (0..opts.hosts)
-            .map(|i| picker.pick(ports::API, i))
+            .map(|i| pick(ports::replica(ports::API, i)))
             .collect();
         let workflow_ports: Vec<u16> = (0..opts.workflows)
-            .map(|i| picker.pick(ports::WORKFLOWS, i))
+            .map(|i| pick(ports::workflows_replica(i)))
             .collect();
         let ingress = Balancer::serve(
             "restate-ingress",
@@ -277,11 +248,7 @@ impl Cluster {
                 };
                 let (mut spec, url) = crate::fakecloud::spec(
                     &crate::fakecloud::Options {
-                        port: Some(if fixed {
-                            ports::FAKECLOUD
-                        } else {
-                            picker.pick(0, 0)
-                        }),
+                        port: Some(pick(ports::FAKECLOUD)),
                         config: config_file,
                         snapshot: Some(dir.join("fakecloud.json")),
                     },

@@ -213,10 +213,32 @@ pub fn tail(log: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// A free TCP port on 127.0.0.1 (bound then released; good enough for tests on loopback).
+/// A free TCP port on 127.0.0.1 (bound then released; good enough for tests on loopback), never
+/// one this process handed out before: a stack asks for several before any of its processes
+/// binds them, and the kernel may offer a just-released port again (a replica's metrics
+/// listener once got another replica's endpoint port).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("binding an ephemeral port on 127.0.0.1")
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("binding an ephemeral port on 127.0.0.1");
+        if HANDED_OUT.lock().expect("port list lock").insert(port) {
+            return port;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The kernel offers released ports again at random: 1 000 plain `bind(0)`s repeat dozens
+    /// of them, so this fails without the list of ports handed out.
+    #[test]
+    fn free_ports_are_never_handed_out_twice() {
+        let ports: Vec<u16> = (0..1_000).map(|_| super::free_port()).collect();
+        let distinct: std::collections::BTreeSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), ports.len());
+    }
 }

@@ -388,8 +388,31 @@ fn workflows_deployment_matches_ports_and_configuration() {
         "Restate endpoints are HTTP/2 only"
     );
 
+    // The metrics listener: the same port in the manifest, the image and the binary's default.
+    assert_eq!(
+        port_of(s(&value("TALIS_METRICS_LISTEN")["value"], "metrics listen")),
+        ports::WORKFLOWS_METRICS
+    );
+    let metrics_default = format!(
+        "env = \"TALIS_METRICS_LISTEN\", default_value = \"127.0.0.1:{}\"",
+        ports::WORKFLOWS_METRICS
+    );
+    assert!(
+        read("workflows/src/config.rs").contains(&metrics_default),
+        "talis-workflows' default metrics listener is not port {}",
+        ports::WORKFLOWS_METRICS
+    );
+
     let dockerfile = read("deploy/workflows.Dockerfile");
-    assert!(dockerfile.contains(&format!("EXPOSE {}", ports::WORKFLOWS)));
+    assert!(dockerfile.contains(&format!(
+        "EXPOSE {} {}",
+        ports::WORKFLOWS,
+        ports::WORKFLOWS_METRICS
+    )));
+    assert!(dockerfile.contains(&format!(
+        "TALIS_METRICS_LISTEN=0.0.0.0:{}",
+        ports::WORKFLOWS_METRICS
+    )));
 }
 
 /// The workflows version: the tag of the Deployment's image.
