@@ -11,6 +11,7 @@ pub mod host;
 pub mod ports;
 pub mod process;
 pub mod restate;
+pub mod storm;
 pub mod supervisor;
 pub mod workflows;
 

@@ -20,5 +20,6 @@ mod host;
 mod observe;
 mod restate_identity;
 mod safety;
+mod storm;
 mod webhooks;
 mod workflows;

@@ -14,7 +14,8 @@
 //!   250 calls per minute).
 //! - `many-100x100`: 100 owners, each with its own API key, each creating a project of 100
 //!   machines, all 100 creates sent at once; zero latency.
-//! - `storm-1000`: one project of 1 000 under provider faults (503s, 429 bursts, lost create
+//! - `storm-1000`: [`talis_stack::storm`] (the same storm as the end-to-end test `storm::`, on
+//!   release binaries): one project of 1 000 under provider faults (503s, 429 bursts, lost create
 //!   answers) and 10 kill -9s spread over workflows, restate-server and talis-host; then
 //!   `project.delete`. Fails the bench unless every machine became ready exactly once and the
 //!   delete left nothing.
@@ -25,7 +26,8 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use talis_api::methods::{Method, public as m};
 use talis_stack::fakecloud::CloudCounts;
-use talis_stack::workflows::{FullStack, INSTANT_FAKE, StackOptions, Victim};
+use talis_stack::storm;
+use talis_stack::workflows::{FullStack, INSTANT_FAKE, StackOptions};
 
 /// DigitalOcean-like: every machine boots in 45 s (IP with it).
 const DO_LIKE_BOOT_MS: u64 = 45_000;
@@ -61,39 +63,6 @@ timeout_ms = 5000"
 fn zero_config() -> String {
     format!("droplet_limit = {BENCH_DROPLET_LIMIT}\n{INSTANT_FAKE}")
 }
-
-/// The storm: machines boot over 5–35 s (so kills land while machines are being made and
-/// booted); every fifth provider call answers 503, some start a burst of 429s, and some creates
-/// are made but their answer is lost. Phone-homes retry for a minute (the API may be down).
-const STORM_FAULTS: &str = r#"boot_delay_ms = 5000
-boot_jitter_ms = 30000
-ip_delay_ms = 0
-rate_limit_per_minute = 4294967295
-rate_limit_per_hour = 4294967295
-[phone_home]
-attempts = 120
-retry_delay_ms = 500
-timeout_ms = 5000
-[[faults]]
-endpoint = "*"
-kind = "error_5xx"
-status = 503
-probability = 0.2
-[[faults]]
-endpoint = "*"
-kind = "rate_limit_429"
-probability = 0.02
-burst = 5
-[[faults]]
-endpoint = "droplets_create"
-kind = "lost_response"
-probability = 0.1
-"#;
-/// Kills in the storm, cycling through the victims, one every [`STORM_KILL_EVERY`] once the
-/// first machine exists.
-const STORM_KILLS: usize = 10;
-const STORM_VICTIMS: [Victim; 3] = [Victim::Workflows, Victim::Restate, Victim::Host];
-const STORM_KILL_EVERY: Duration = Duration::from_millis(2500);
 
 /// The best possible create → all-ready time with DO-like latency, printed with the numbers as
 /// [`DO_IDEAL_FORMULA`]: the machines need C = ⌈N / 10⌉ multi-create calls; DO counts calls in
@@ -179,7 +148,7 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "storm-1000",
         kind: Kind::Storm,
-        instances: 1000,
+        instances: storm::INSTANCES,
     },
 ];
 
@@ -479,7 +448,7 @@ async fn single(bin_dir: &std::path::Path, s: &Scenario) -> Result<Measured> {
             Some(DEMO_IDEAL),
             Some(DEMO_IDEAL + Duration::from_secs(2)),
         ),
-        Kind::Storm => (STORM_FAULTS.to_string(), None, None),
+        Kind::Storm => (storm::FAKE_CONFIG.to_string(), None, None),
         _ => {
             // 1.5 s per 100 machines, scaled (the original aim); 3 000 and 10 000 have their own.
             let aim = match s.instances {
@@ -551,13 +520,13 @@ async fn single(bin_dir: &std::path::Path, s: &Scenario) -> Result<Measured> {
         if answered.elapsed() > limit {
             bail!("{name}: task not finished after {limit:?}");
         }
-        if storm && kills_done < STORM_KILLS {
+        if storm && kills_done < storm::KILLS {
             // The kills start once the first machine exists, so they land mid-run.
             if next_kill.is_none() && first_made.is_some() {
                 next_kill = Some(Instant::now());
             }
             if next_kill.is_some_and(|k| Instant::now() >= k) {
-                let victim = STORM_VICTIMS[kills_done % STORM_VICTIMS.len()];
+                let victim = storm::victim(kills_done);
                 if status == "running" {
                     kills_mid_run += 1;
                 }
@@ -571,7 +540,7 @@ async fn single(bin_dir: &std::path::Path, s: &Scenario) -> Result<Measured> {
                     .await
                     .with_context(|| format!("restarting {victim:?}"))?;
                 kills_done += 1;
-                next_kill = Some(Instant::now() + STORM_KILL_EVERY);
+                next_kill = Some(Instant::now() + storm::KILL_EVERY);
             }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -639,7 +608,7 @@ async fn single(bin_dir: &std::path::Path, s: &Scenario) -> Result<Measured> {
         );
         checks.push(Check::new(
             "kill -9s that landed while the task ran",
-            (STORM_KILLS - kills_mid_run) as f64,
+            (storm::KILLS - kills_mid_run) as f64,
             0.0,
             "missed",
         ));
@@ -672,9 +641,10 @@ async fn single(bin_dir: &std::path::Path, s: &Scenario) -> Result<Measured> {
             .must(),
         );
         notes.push(format!(
-            "storm: {ready}/{} ready, {} duplicate droplets; {kills_mid_run}/{STORM_KILLS} kill -9s while the task ran; after project.delete: {} live machines, {} live volumes, {} orphans, {} duplicates; faults fired (calls by endpoint and status): {}",
+            "storm: {ready}/{} ready, {} duplicate droplets; {kills_mid_run}/{} kill -9s while the task ran; after project.delete: {} live machines, {} live volumes, {} orphans, {} duplicates; faults fired (calls by endpoint and status): {}",
             s.instances,
             at_ready.duplicates,
+            storm::KILLS,
             after.live_droplets,
             after.live_volumes,
             after.orphans,
