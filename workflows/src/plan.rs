@@ -207,7 +207,6 @@ impl Plan {
         let project = keys.project(self.at.project);
         let mut tags = spec.tags.clone();
         tags.push(keys.deployment_tag());
-        tags.push(keys.chunk_tag(self.at.task, self.at.chunk));
         MachineBatch {
             project_id: project.clone(),
             region: spec.region.clone(),
@@ -216,6 +215,8 @@ impl Plan {
             ssh_keys: Vec::new(),
             user_data: Some(user_data),
             extra_tags: tags,
+            // The chunk's rounds look up only the chunk's machines (flat cost per round).
+            group_tag: Some(keys.chunk_tag(self.at.task, self.at.chunk)),
             members: batch
                 .iter()
                 .map(|&i| {
@@ -505,9 +506,12 @@ mod tests {
         assert_eq!(mb.project_id, "dev-3");
         assert_eq!(mb.members[0].instance_id, "dev-2");
         assert_eq!(mb.members[0].volumes[0].name, "data-dev-2");
-        assert_eq!(
-            mb.extra_tags,
-            vec!["env:prod", "talis-deployment-dev", "talis-chunk-dev-7-0"]
+        assert_eq!(mb.extra_tags, vec!["env:prod", "talis-deployment-dev"]);
+        // Every machine carries its chunk's tag, and the chunk's look-ups list by it.
+        assert_eq!(mb.group_tag.as_deref(), Some("talis-chunk-dev-7-0"));
+        assert!(
+            mb.shared_tags()
+                .contains(&"talis-chunk-dev-7-0".to_string())
         );
         assert!(mb.validate(10).is_ok(), "{:?}", mb.validate(10));
     }

@@ -39,13 +39,21 @@ pub enum Look {
 }
 
 /// The waiting part of a chunk.
+///
+/// Looks back off (doubling up to `max`) while nothing changes, and come closer again (halving,
+/// down to `first`) while machines report: the wait ends soon after the last report instead of
+/// up to `max` later, and the number of looks (two journal entries each) stays bounded by how
+/// long the chunk waits, not by how many machines it has.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Wait {
     phone_home: bool,
     deadline_ms: i64,
     timeout: Duration,
     sleep: Duration,
+    first_sleep: Duration,
     max_sleep: Duration,
+    /// How many instances waited at the previous look.
+    last_waiting: Option<usize>,
 }
 
 impl Wait {
@@ -63,7 +71,9 @@ impl Wait {
             deadline_ms: now_ms.saturating_add(timeout.as_millis() as i64),
             timeout,
             sleep: first.min(max),
+            first_sleep: first.min(max),
             max_sleep: max,
+            last_waiting: None,
         }
     }
 
@@ -93,8 +103,16 @@ impl Wait {
                 sleep: Duration::ZERO,
             };
         }
-        let sleep = self.sleep;
-        self.sleep = (self.sleep * 2).min(self.max_sleep);
+        let progressed = self.last_waiting.is_some_and(|n| p.waiting.len() < n);
+        self.last_waiting = Some(p.waiting.len());
+        let sleep = if progressed {
+            self.sleep = (self.sleep / 2).max(self.first_sleep);
+            self.sleep
+        } else {
+            let sleep = self.sleep;
+            self.sleep = (self.sleep * 2).min(self.max_sleep);
+            sleep
+        };
         Look::Wait {
             record: Vec::new(),
             poll: !self.phone_home,
@@ -237,6 +255,33 @@ mod tests {
         assert_eq!(sleeps, [S, 2 * S, 4 * S, Duration::from_secs(2)]);
         let mut w = wait(false);
         assert!(matches!(w.look(&p, 10), Look::Wait { poll: true, .. }));
+    }
+
+    /// While machines keep reporting, looks come closer again; when reports stop they back off.
+    #[test]
+    fn looks_come_closer_while_machines_report() {
+        let mut w = wait(true);
+        let waiting = |n: i64| {
+            progress(
+                TaskStatus::Running,
+                (1..=n)
+                    .map(|i| watched(i, InstanceStatus::Created, "101"))
+                    .collect(),
+            )
+        };
+        let mut sleep_at = |n: i64| match w.look(&waiting(n), 10) {
+            Look::Wait { sleep, .. } => sleep,
+            other => panic!("{other:?}"),
+        };
+        // Nothing reports: S, 2S, then the 2 s cap (4S).
+        let quiet: Vec<Duration> = (0..4).map(|_| sleep_at(9)).collect();
+        assert_eq!(quiet, [S, 2 * S, 4 * S, 4 * S]);
+        // Reports arrive at every look: halving from the cap down to S, and no lower.
+        let busy: Vec<Duration> = [8, 6, 4, 3].iter().map(|&n| sleep_at(n)).collect();
+        assert_eq!(busy, [2 * S, S, S, S]);
+        // Quiet again: back off from there.
+        assert_eq!(sleep_at(3), S);
+        assert_eq!(sleep_at(3), 2 * S);
     }
 
     #[test]

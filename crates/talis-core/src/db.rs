@@ -193,6 +193,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../../../sql/0003_events.sql")),
     (4, include_str!("../../../sql/0004_quotas.sql")),
     (5, include_str!("../../../sql/0005_webhooks.sql")),
+    (6, include_str!("../../../sql/0006_early_phone_homes.sql")),
 ];
 
 /// The schema version this code expects (the last migration).

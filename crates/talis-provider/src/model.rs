@@ -23,6 +23,12 @@ pub struct MachineBatch {
     /// Additional user tags (must follow the provider's tag rules).
     #[serde(default)]
     pub extra_tags: Vec<String>,
+    /// A tag every machine of this batch's group carries (a workflow chunk's: a bounded number
+    /// of machines), the same for every batch of one ensure round. The round's look-up lists by
+    /// it instead of by the project's tag, so a round costs what its group holds, not what the
+    /// whole project holds (10 000 machines: 50 pages per round). `None`: the whole project.
+    #[serde(default)]
+    pub group_tag: Option<String>,
     pub members: Vec<BatchMember>,
 }
 
@@ -79,6 +85,7 @@ impl From<MachineSpec> for MachineBatch {
             ssh_keys: s.ssh_keys,
             user_data: s.user_data,
             extra_tags: s.extra_tags,
+            group_tag: None,
             members: vec![BatchMember {
                 instance_id: s.instance_id,
                 name: s.name,
@@ -94,6 +101,14 @@ pub const MAX_USER_DATA: usize = 64 * 1024;
 impl MachineBatch {
     /// Checks everything checkable before any call, naming the field at fault.
     pub fn validate(&self, max_batch: usize) -> Result<()> {
+        if let Some(t) = &self.group_tag
+            && !tags::is_valid(t)
+        {
+            return Err(Error::invalid(
+                "group_tag",
+                format!("{t:?} is not a valid tag"),
+            ));
+        }
         if self.members.is_empty() {
             return Err(Error::invalid(
                 "members",
@@ -187,7 +202,15 @@ impl MachineBatch {
     pub fn shared_tags(&self) -> Vec<String> {
         let mut t = vec![tags::TALIS.to_string(), tags::project(&self.project_id)];
         t.extend(self.extra_tags.iter().cloned());
+        t.extend(self.group_tag.iter().cloned());
         t
+    }
+
+    /// The tag a look-up for this batch lists by: its group's, else its project's.
+    pub fn lookup_tag(&self) -> String {
+        self.group_tag
+            .clone()
+            .unwrap_or_else(|| tags::project(&self.project_id))
     }
 }
 
@@ -314,6 +337,7 @@ mod tests {
             ssh_keys: vec![],
             user_data: None,
             extra_tags: vec![],
+            group_tag: None,
             members: (0..n)
                 .map(|i| BatchMember {
                     instance_id: format!("i{i}"),

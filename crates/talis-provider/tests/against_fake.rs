@@ -69,6 +69,7 @@ fn batch(project: &str, n: usize) -> MachineBatch {
         ssh_keys: vec![],
         user_data: None,
         extra_tags: vec![],
+        group_tag: None,
         members: (0..n)
             .map(|i| BatchMember {
                 instance_id: format!("{project}-i{i}"),
@@ -164,6 +165,47 @@ async fn listing_follows_pagination() {
     assert_eq!(all.len(), 230);
     let unique: HashSet<_> = all.iter().map(|m| &m.provider_ref).collect();
     assert_eq!(unique.len(), 230);
+}
+
+/// A round of a group (a workflow chunk) looks up only that group's machines: its cost stays one
+/// page however many machines the project already has (it listed every page of the project).
+#[tokio::test]
+async fn a_grouped_round_looks_up_its_group_not_the_project() {
+    let (fake, do_) = setup(vec![], "t-group").await;
+    let group = |g: usize, b: usize| {
+        let mut bt = batch("wide", 10);
+        bt.group_tag = Some(format!("talis-chunk-t-{g}"));
+        for m in &mut bt.members {
+            m.instance_id = format!("{}-{g}-{b}", m.instance_id);
+            m.name = format!("{}-{g}-{b}", m.name);
+        }
+        bt
+    };
+    // Group 0: 41 batches (410 machines: three pages of the project's listing).
+    for b in 0..41 {
+        do_.ensure_machines(&group(0, b)).await.unwrap();
+    }
+    let lists = || stat(&fake.fake.stats(), "/calls/droplets_list/200");
+    let before = lists();
+    let made = do_.ensure_machines(&group(1, 0)).await.unwrap();
+    assert_eq!(made.len(), 10);
+    assert_eq!(lists() - before, 1, "one page: group 1's machines only");
+    assert!(
+        made.iter()
+            .all(|m| m.tags.contains(&"talis-chunk-t-1".to_string()))
+    );
+    // Ensured again, each group finds its own machines: nothing is made twice.
+    do_.ensure_machines(&group(1, 0)).await.unwrap();
+    do_.ensure_machines(&group(0, 40)).await.unwrap();
+    let s = fake.fake.stats();
+    assert_eq!(stat(&s, "/droplets/live"), 420);
+    assert_eq!(stat(&s, "/duplicates/count"), 0);
+    // Batches of two groups never share a round.
+    let mixed = do_.ensure_round(&[group(0, 0), group(1, 0)]).await;
+    assert!(
+        matches!(&mixed, Err(Error::Invalid { field, .. }) if *field == "group_tag"),
+        "{mixed:?}"
+    );
 }
 
 #[tokio::test]

@@ -76,6 +76,8 @@ async fn run_case(
         ssh_keys: vec![],
         user_data: None,
         extra_tags: vec![],
+        // The rounds look up by this group's tag, as the workflows' chunks do.
+        group_tag: Some(format!("talis-chunk-prop{case}")),
         members: (0..n)
             .map(|i| {
                 let instance_id = format!("c{case}-{tag}{i}");

@@ -390,6 +390,13 @@ impl Service<'_> {
             instance: Some(p.instance_id),
         };
         self.record_event(on, &body, None)?;
+        // The machine phoned home before this record of it: apply its kept report now.
+        if let Some(droplet) = &p.provider_ref
+            && !p.status.is_past(InstanceStatus::Provisioning)
+            && let Some(report) = self.take_early(task.id, p.instance_id, droplet)?
+        {
+            return self.apply_transition(task, &report, super::phone_home::STEP);
+        }
         self.instance_scoped(None, p.instance_id)
     }
 

@@ -61,7 +61,7 @@ impl Service<'_> {
             ),
         })?;
         let body: Valid<PhoneHomeBody> = talis_api::decode::decode(body()?)?;
-        self.tx(|| {
+        let applied = self.tx(|| {
             let task = self.task_scoped(None, t.task)?;
             let droplet = body.droplet_id.to_string();
             let Some(row) = self.q1(
@@ -71,22 +71,19 @@ impl Service<'_> {
             )?
             else {
                 // Not (yet) one of the task's machines: while some are still being made, the
-                // record may simply not be written yet; otherwise it is none of ours.
-                let making = self
-                    .q1(
-                        "SELECT 1 FROM task_instances x JOIN instances i ON i.id = x.instance_id \
-                         WHERE x.task_id = ? AND i.status = ? LIMIT 1",
-                        &[task.id.into(), InstanceStatus::Pending.as_str().into()],
-                    )?
-                    .is_some();
-                return Err(if making && !task.status.is_terminal() {
-                    Error::RetryLater {
-                        reason: format!("machine {droplet} is not recorded yet"),
-                        after_secs: RETRY_AFTER_SECS,
-                    }
-                } else {
-                    Error::NotFound("machine of this task")
-                });
+                // record may simply not be written yet (the report is kept, and applied when
+                // it is); otherwise it is none of ours.
+                let making = crate::db::scalar(
+                    self.db,
+                    "SELECT COUNT(*) FROM task_instances x JOIN instances i ON i.id = x.instance_id \
+                     WHERE x.task_id = ? AND i.status = ?",
+                    &[task.id.into(), InstanceStatus::Pending.as_str().into()],
+                )?;
+                if making == 0 || task.status.is_terminal() {
+                    return Err(Error::NotFound("machine of this task"));
+                }
+                self.keep_early(task.id, &droplet, &body, making)?;
+                return Ok(None);
             };
             let id = InstanceId::from_db(row.int(0));
             let current: InstanceStatus = row.text(1).parse().unwrap_or(InstanceStatus::Unknown);
@@ -95,32 +92,120 @@ impl Service<'_> {
                 PhoneHomeStatus::Failed => InstanceStatus::Failed,
             };
             if current == to {
-                return Ok(PhoneHomeApplied {
+                return Ok(Some(PhoneHomeApplied {
                     task_id: task.id,
                     instance_id: id,
                     status: to,
                     duplicate: true,
-                });
+                }));
             }
             if current.is_going() {
                 return Err(Error::Conflict(format!(
                     "instance {id} is {current}: no longer wanted"
                 )));
             }
-            let mut change = InstanceTransition::to(id, to);
-            match body.status {
-                PhoneHomeStatus::Ok => change.public_ip = Some(body.public_ip.to_string()),
-                PhoneHomeStatus::Failed => {
-                    change.error = Some("the provisioning script reported a failure".into())
-                }
-            }
+            let change = report_change(id, body.status, body.public_ip.to_string());
             self.apply_transition(&task, &change, STEP)?;
-            Ok(PhoneHomeApplied {
+            Ok(Some(PhoneHomeApplied {
                 task_id: task.id,
                 instance_id: id,
                 status: to,
                 duplicate: false,
-            })
+            }))
+        })?;
+        // Kept for later: the machine still hears "retry later", and its retry finds the
+        // report applied (or applies it, if the record came without this droplet).
+        applied.ok_or_else(|| Error::RetryLater {
+            reason: format!(
+                "machine {} is not recorded yet (the report is kept and applied when it is)",
+                body.droplet_id
+            ),
+            after_secs: RETRY_AFTER_SECS,
         })
+    }
+
+    /// Keeps a report whose machine is not recorded yet, once per droplet and at most as many
+    /// per task as it has instances being made (`making`): a report for a droplet that never
+    /// becomes one of the task's is never applied, and goes when the task finishes.
+    fn keep_early(
+        &self,
+        task: TaskId,
+        droplet: &str,
+        body: &PhoneHomeBody,
+        making: i64,
+    ) -> Result<()> {
+        let kept = crate::db::scalar(
+            self.db,
+            "SELECT COUNT(*) FROM early_phone_homes WHERE task_id = ? AND droplet <> ?",
+            &[task.into(), droplet.into()],
+        )?;
+        if kept >= making {
+            return Ok(());
+        }
+        self.q(
+            "INSERT OR REPLACE INTO early_phone_homes (task_id, droplet, status, public_ip, at) \
+             VALUES (?, ?, ?, ?, ?)",
+            &[
+                task.into(),
+                droplet.into(),
+                status_text(body.status).into(),
+                body.public_ip.to_string().into(),
+                crate::now().into(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The report kept for `droplet` of `task` before it was recorded, taken out of the table
+    /// as the change it asks for (applied by the caller in the recording transaction).
+    pub(super) fn take_early(
+        &self,
+        task: TaskId,
+        instance: InstanceId,
+        droplet: &str,
+    ) -> Result<Option<InstanceTransition>> {
+        let Some(row) = self.q1(
+            "DELETE FROM early_phone_homes WHERE task_id = ? AND droplet = ? \
+             RETURNING status, public_ip",
+            &[task.into(), droplet.into()],
+        )?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(report_change(
+            instance,
+            status_from_text(&row.text(0)),
+            row.text(1),
+        )))
+    }
+}
+
+/// The instance change a report asks for.
+fn report_change(id: InstanceId, status: PhoneHomeStatus, public_ip: String) -> InstanceTransition {
+    match status {
+        PhoneHomeStatus::Ok => InstanceTransition {
+            public_ip: Some(public_ip),
+            ..InstanceTransition::to(id, InstanceStatus::Ready)
+        },
+        PhoneHomeStatus::Failed => InstanceTransition {
+            error: Some("the provisioning script reported a failure".into()),
+            ..InstanceTransition::to(id, InstanceStatus::Failed)
+        },
+    }
+}
+
+/// How a kept report's status is stored (the contract's spelling).
+fn status_text(s: PhoneHomeStatus) -> &'static str {
+    match s {
+        PhoneHomeStatus::Ok => "ok",
+        PhoneHomeStatus::Failed => "failed",
+    }
+}
+
+fn status_from_text(s: &str) -> PhoneHomeStatus {
+    if s == status_text(PhoneHomeStatus::Failed) {
+        PhoneHomeStatus::Failed
+    } else {
+        PhoneHomeStatus::Ok
     }
 }

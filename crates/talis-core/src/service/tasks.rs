@@ -169,6 +169,13 @@ impl Service<'_> {
                 task.id.get().into(),
             ],
         )?;
+        if finished.is_some() {
+            // Phone-homes kept for droplets the task never recorded are nobody's now.
+            self.q(
+                "DELETE FROM early_phone_homes WHERE task_id = ?",
+                &[task.id.get().into()],
+            )?;
+        }
         self.task_status_event(task, Some(task.status), to, error)?;
         if task.action == TaskAction::DeleteProject && to.is_terminal() {
             let project = self.project_by_id(task.project_id)?;

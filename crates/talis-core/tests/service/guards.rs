@@ -96,13 +96,24 @@ fn phone_home_is_checked_and_applied_in_the_database() {
         report(&env, ids[0], task, past, &old, ok.clone()),
         Err(Error::Forbidden(_))
     ));
-    // Before its machine is recorded, a report is asked to come back (no state kept).
+    // Before its machine is recorded, a report is asked to come back, and kept: recording the
+    // machine applies it in the same transaction (ready at once, not after the retry).
     assert!(matches!(
         report(&env, ids[0], task, exp, &token, ok.clone()),
         Err(Error::RetryLater { .. })
     ));
+    assert_eq!(env.count("early_phone_homes"), 1);
     created(&env, task, ids[0], "101");
-    // The report of a batch's machine arrives through its first member's URL.
+    assert_eq!(env.count("early_phone_homes"), 0);
+    let i = env
+        .call(&alice, "instance.get", json!({ "id": ids[0] }))
+        .unwrap();
+    assert_eq!(
+        (&i["status"], &i["public_ip"]),
+        (&json!("ready"), &json!("203.0.113.7"))
+    );
+    // The machine's retry (a batch's machines report through its first member's URL) finds
+    // its report applied.
     let applied = report(&env, ids[0], task, exp, &token, ok.clone()).unwrap();
     assert_eq!(
         (
@@ -110,14 +121,7 @@ fn phone_home_is_checked_and_applied_in_the_database() {
             &applied["status"],
             &applied["duplicate"]
         ),
-        (Some(ids[0]), &json!("ready"), &json!(false))
-    );
-    let i = env
-        .call(&alice, "instance.get", json!({ "id": ids[0] }))
-        .unwrap();
-    assert_eq!(
-        (&i["status"], &i["public_ip"]),
-        (&json!("ready"), &json!("203.0.113.7"))
+        (Some(ids[0]), &json!("ready"), &json!(true))
     );
     // A repeat changes nothing and writes no second event.
     let events = |env: &Env| env.count("events");
@@ -167,6 +171,51 @@ fn phone_home_is_checked_and_applied_in_the_database() {
             other => panic!("{field}: {other:?}"),
         }
     }
+}
+
+/// Reports kept before their machines are recorded are bounded (one per droplet, no more than
+/// the task has instances being made), apply only to the droplet the workflow records, and go
+/// when the task finishes.
+#[test]
+fn early_phone_homes_are_bounded_and_dropped_with_their_task() {
+    let env = Env::new();
+    let alice = env.user("alice");
+    let (task, ids) = claimed(&env, &alice, 2);
+    let exp = future();
+    let token = phone_home::token(&env.cfg.internal_secret, task, ids[0], exp);
+    let early = |droplet: u64| {
+        let body = json!({ "droplet_id": droplet, "public_ip": "203.0.113.7" });
+        assert!(matches!(
+            report(&env, ids[0], task, exp, &token, body),
+            Err(Error::RetryLater { .. })
+        ));
+    };
+    for droplet in [201, 202, 203, 201, 201] {
+        early(droplet);
+    }
+    assert_eq!(
+        env.count("early_phone_homes"),
+        2,
+        "two instances are being made"
+    );
+    // Recorded with another droplet: the kept report is not this machine's.
+    created(&env, task, ids[0], "999");
+    let i = env
+        .call(&alice, "instance.get", json!({ "id": ids[0] }))
+        .unwrap();
+    assert_eq!(i["status"], "created");
+    created(&env, task, ids[1], "202");
+    let i = env
+        .call(&alice, "instance.get", json!({ "id": ids[1] }))
+        .unwrap();
+    assert_eq!(i["status"], "ready");
+    assert_eq!(env.count("early_phone_homes"), 1);
+    env.internal(
+        "task.finish",
+        json!({ "task_id": task, "status": "failed", "error": "given up" }),
+    )
+    .unwrap();
+    assert_eq!(env.count("early_phone_homes"), 0);
 }
 
 fn with_quotas(q: talis_api::Quotas) -> Env {

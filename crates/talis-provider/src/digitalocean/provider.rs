@@ -79,8 +79,8 @@ impl DigitalOcean {
         batches: &[MachineBatch],
         on_batch: &OnBatch<'_>,
     ) -> Result<Vec<Result<Vec<Ensured>>>> {
-        let project = match batches.first() {
-            Some(b) => b.project_id.clone(),
+        let (project, lookup_tag) = match batches.first() {
+            Some(b) => (b.project_id.clone(), b.lookup_tag()),
             None => return Ok(Vec::new()),
         };
         for b in batches {
@@ -89,6 +89,12 @@ impl DigitalOcean {
                 return Err(Error::invalid(
                     "project_id",
                     "one ensure round is for one project",
+                ));
+            }
+            if b.lookup_tag() != lookup_tag {
+                return Err(Error::invalid(
+                    "group_tag",
+                    "one ensure round is for one group",
                 ));
             }
         }
@@ -109,7 +115,7 @@ impl DigitalOcean {
             let todo: Vec<usize> = (0..batches.len()).filter(|&i| out[i].is_none()).collect();
             let mut retry: Option<Error> = None;
             match self
-                .look_up(&project, todo.iter().map(|&i| &batches[i]))
+                .look_up(&lookup_tag, todo.iter().map(|&i| &batches[i]))
                 .await
             {
                 Err(e) => retry = Some(e),
@@ -155,16 +161,17 @@ impl DigitalOcean {
             .collect())
     }
 
-    /// The project's droplets and, if any member has volumes, the account's volumes.
+    /// The droplets of the round's group (its chunk, else its project: see
+    /// [`MachineBatch::lookup_tag`]) and, if any member has volumes, the account's volumes.
     async fn look_up(
         &self,
-        project: &str,
+        lookup_tag: &str,
         batches: impl Iterator<Item = &MachineBatch>,
     ) -> Result<(Vec<Droplet>, Vec<api::Volume>)> {
         let with_volumes = batches
             .flat_map(|b| &b.members)
             .any(|m| !m.volumes.is_empty());
-        let droplets = self.list_droplets(Some(&tags::project(project))).await?;
+        let droplets = self.list_droplets(Some(lookup_tag)).await?;
         let volumes = if with_volumes {
             self.list_volumes(None, None).await?
         } else {
