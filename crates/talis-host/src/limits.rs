@@ -36,6 +36,11 @@ pub struct Limits {
     /// Longest wait for a free instance when all are busy (→ 503 with Retry-After).
     #[arg(long, env = "TALIS_HOST_INSTANCE_WAIT_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub instance_wait_timeout: Duration,
+    /// Longest a guest's write transaction (`BEGIN IMMEDIATE`) waits for the earlier writers of
+    /// this process, which go one at a time in arrival order; then the guest hears SQLite's
+    /// "database is locked".
+    #[arg(long, env = "TALIS_HOST_SQLITE_WRITE_WAIT", default_value = "5s", value_parser = duration)]
+    pub sqlite_write_wait: Duration,
     /// Longest a guest may run for one request, computing or waiting on host calls, including
     /// streaming its answer (→ 504; the instance is discarded). Well above 30 s long-polls.
     #[arg(long, env = "TALIS_HOST_EXECUTION_DEADLINE", default_value = "60s", value_parser = duration)]
@@ -61,6 +66,7 @@ pub enum Limit {
     MaxRequestBody,
     MaxConnections,
     InstanceWait,
+    SqliteWriteWait,
     ExecutionDeadline,
     OutboundConnect,
     OutboundFirstByte,
@@ -69,10 +75,11 @@ pub enum Limit {
 
 impl Limit {
     /// The limits counted in `talis_host_timeouts_total`.
-    pub const TIMEOUTS: [Limit; 7] = [
+    pub const TIMEOUTS: [Limit; 8] = [
         Self::HeaderRead,
         Self::BodyRead,
         Self::InstanceWait,
+        Self::SqliteWriteWait,
         Self::ExecutionDeadline,
         Self::OutboundConnect,
         Self::OutboundFirstByte,
@@ -87,6 +94,7 @@ impl Limit {
             Self::MaxRequestBody => "max-request-body",
             Self::MaxConnections => "max-connections",
             Self::InstanceWait => "instance-wait-timeout",
+            Self::SqliteWriteWait => "sqlite-write-wait",
             Self::ExecutionDeadline => "execution-deadline",
             Self::OutboundConnect => "outbound-connect-timeout",
             Self::OutboundFirstByte => "outbound-first-byte-timeout",
@@ -102,6 +110,7 @@ impl Limit {
             Self::MaxRequestBody => "max_request_body",
             Self::MaxConnections => "max_connections",
             Self::InstanceWait => "instance_wait",
+            Self::SqliteWriteWait => "sqlite_write_wait",
             Self::ExecutionDeadline => "execution_deadline",
             Self::OutboundConnect => "outbound_connect",
             Self::OutboundFirstByte => "outbound_first_byte",
@@ -118,6 +127,7 @@ impl Limit {
             Self::MaxRequestBody => format!("{} bytes", l.max_request_body),
             Self::MaxConnections => l.max_connections.to_string(),
             Self::InstanceWait => d(l.instance_wait_timeout),
+            Self::SqliteWriteWait => d(l.sqlite_write_wait),
             Self::ExecutionDeadline => d(l.execution_deadline),
             Self::OutboundConnect => d(l.outbound_connect_timeout),
             Self::OutboundFirstByte => d(l.outbound_first_byte_timeout),

@@ -18,6 +18,7 @@ use rusqlite::types::ValueRef;
 use wasmtime::component::Resource;
 
 use crate::bindings::{fermyon::spin::sqlite as v2, spin::sqlite::sqlite as v3};
+use crate::limits::Limit;
 use crate::state::HostState;
 
 /// Where a labelled database lives.
@@ -71,6 +72,8 @@ struct Pooled {
 pub struct Database {
     location: Location,
     idle: Mutex<Vec<Pooled>>,
+    /// Write transactions of this process, one at a time in arrival order (see [`WriteTurns`]).
+    writers: WriteTurns,
     /// A fresh connection's value of every [`RESETTABLE_PRAGMAS`] entry.
     fresh: Vec<(&'static str, i64)>,
     /// Keeps a shared in-memory database alive between requests.
@@ -116,6 +119,7 @@ impl Database {
         let mut db = Self {
             location,
             idle: Mutex::new(Vec::new()),
+            writers: WriteTurns::default(),
             fresh: Vec::new(),
             _anchor: None,
         };
@@ -214,14 +218,50 @@ impl Database {
 pub struct Connection {
     conn: Option<Pooled>,
     db: Arc<Database>,
+    /// This connection's turn to write, from its `BEGIN IMMEDIATE` to the end of that
+    /// transaction.
+    write_turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
         if let Some(c) = self.conn.take() {
+            // Rolls back an unfinished transaction (the connection is closed) before the turn
+            // passes on.
             self.db.checkin(c);
         }
+        self.write_turn = None;
     }
+}
+
+/// Write transactions of one database in this process take turns in arrival order. SQLite has
+/// no queue: writers that find the lock taken poll for it, and under a burst of writers (100
+/// owners creating at once while thousands of machines phone home) a waiter can keep losing to
+/// newcomers until it gives up, while the polling itself takes CPU from the holder. A guest's
+/// `BEGIN IMMEDIATE` (or `EXCLUSIVE`) instead waits here, without polling, for the writers
+/// before it, up to the connection's busy timeout; then SQLite's own lock settles what is left
+/// (other processes on the same file).
+#[derive(Default)]
+struct WriteTurns(Arc<tokio::sync::Mutex<()>>);
+
+impl WriteTurns {
+    /// Waits for this writer's turn; `None` after `within`.
+    async fn wait(&self, within: std::time::Duration) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        tokio::time::timeout(within, self.0.clone().lock_owned())
+            .await
+            .ok()
+    }
+}
+
+/// Whether a statement starts a transaction that takes the write lock at once.
+fn begins_write(statement: &str) -> bool {
+    let mut words = statement.split_whitespace();
+    words
+        .next()
+        .is_some_and(|w| w.eq_ignore_ascii_case("BEGIN"))
+        && words.next().is_some_and(|w| {
+            w.eq_ignore_ascii_case("IMMEDIATE") || w.eq_ignore_ascii_case("EXCLUSIVE")
+        })
 }
 
 /// Version-independent forms of the WIT types.
@@ -263,6 +303,7 @@ impl HostState {
         let res = self.table.push(Connection {
             conn: Some(conn),
             db,
+            write_turn: None,
         })?;
         Ok(Ok(res))
     }
@@ -275,18 +316,55 @@ impl HostState {
             .ok_or(Error::InvalidConnection)
     }
 
-    fn sqlite_execute(
+    async fn sqlite_execute(
         &mut self,
         res: &Resource<Connection>,
         statement: &str,
         params: Vec<Value>,
     ) -> Result<QueryResult, Error> {
-        let conn = self.sqlite_conn(res)?;
+        if begins_write(statement) {
+            self.wait_write_turn(res).await?;
+        }
+        let c = self
+            .table
+            .get_mut(res)
+            .map_err(|_| Error::InvalidConnection)?;
+        let pooled = c.conn.as_ref().ok_or(Error::InvalidConnection)?;
         // Run in place, like the guest's own computing: `block_in_place` hands the worker to
         // another thread and back on every call (≈ 2 context switches per statement, most of
         // a cheap request's cost). A statement that waits for a lock holds this worker for
         // up to the connection's busy timeout, as a long computation in the guest would.
-        execute(conn, statement, params).map_err(|e| Error::Io(e.to_string()))
+        let out = execute(pooled, statement, params).map_err(|e| Error::Io(e.to_string()));
+        if c.write_turn.is_some() && pooled.conn.is_autocommit() {
+            // Committed, rolled back, or the BEGIN failed: the next writer's turn.
+            c.write_turn = None;
+        }
+        out
+    }
+
+    /// Waits, without holding a worker, until the writers of this database before this
+    /// connection are done; after `--sqlite-write-wait` the guest hears SQLite's "database is
+    /// locked", as from SQLite itself.
+    async fn wait_write_turn(&mut self, res: &Resource<Connection>) -> Result<(), Error> {
+        let c = self.table.get(res).map_err(|_| Error::InvalidConnection)?;
+        if c.write_turn.is_some() {
+            return Ok(());
+        }
+        let db = c.db.clone();
+        let turn = db.writers.wait(self.hooks.limits.sqlite_write_wait).await;
+        if turn.is_none() {
+            self.hooks.metrics.timeout(Limit::SqliteWriteWait);
+            return Err(Error::Io(Limit::SqliteWriteWait.describe(
+                &self.hooks.limits,
+                "database is locked: the earlier writers of this process took longer than",
+            )));
+        }
+        let c = self
+            .table
+            .get_mut(res)
+            .map_err(|_| Error::InvalidConnection)?;
+        c.write_turn = turn;
+        Ok(())
     }
 }
 
@@ -412,6 +490,7 @@ impl v2::HostConnection for HostState {
         let params = parameters.into_iter().map(Into::into).collect();
         Ok(self
             .sqlite_execute(&conn, &statement, params)
+            .await
             .map(Into::into)
             .map_err(Into::into))
     }
@@ -439,6 +518,7 @@ impl v3::HostConnection for HostState {
         let params = parameters.into_iter().map(Into::into).collect();
         Ok(self
             .sqlite_execute(&conn, &statement, params)
+            .await
             .map(Into::into)
             .map_err(Into::into))
     }
@@ -466,6 +546,7 @@ impl v3::HostConnection for HostState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn value(c: &Pooled, sql: &str) -> i64 {
         match execute(c, sql, Vec::new()).unwrap().rows[0][0] {
@@ -507,5 +588,54 @@ mod tests {
         assert!(db.idle.lock().unwrap().is_empty(), "TEMP state: not pooled");
         let c = db.checkout().unwrap();
         assert!(execute(&c, "SELECT * FROM scratch", Vec::new()).is_err());
+    }
+
+    #[test]
+    fn write_transactions_are_recognised() {
+        for sql in [
+            "BEGIN IMMEDIATE",
+            "begin immediate",
+            "  BEGIN\n EXCLUSIVE TRANSACTION",
+        ] {
+            assert!(begins_write(sql), "{sql:?}");
+        }
+        for sql in [
+            "BEGIN",
+            "BEGIN DEFERRED",
+            "COMMIT",
+            "SELECT 'BEGIN IMMEDIATE'",
+            "",
+        ] {
+            assert!(!begins_write(sql), "{sql:?}");
+        }
+    }
+
+    /// Writers get their turns in arrival order, each waiting without polling; one that waits
+    /// longer than its limit gives up, and the turn still passes on to those after it.
+    #[tokio::test]
+    async fn writers_take_turns_in_arrival_order() {
+        let turns = Arc::new(WriteTurns::default());
+        let first = turns.wait(Duration::ZERO).await.expect("a free turn");
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut waiters = Vec::new();
+        for i in 0..5 {
+            let (turns, order) = (turns.clone(), order.clone());
+            waiters.push(tokio::spawn(async move {
+                let turn = turns.wait(Duration::from_secs(10)).await;
+                order.lock().unwrap().push(i);
+                drop(turn);
+            }));
+            // Each queues before the next arrives.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            turns.wait(Duration::from_millis(50)).await.is_none(),
+            "the turn is taken"
+        );
+        drop(first);
+        for w in waiters {
+            w.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), [0, 1, 2, 3, 4]);
     }
 }
