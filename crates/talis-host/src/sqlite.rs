@@ -221,6 +221,8 @@ pub struct Connection {
     /// This connection's turn to write, from its `BEGIN IMMEDIATE` to the end of that
     /// transaction.
     write_turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    /// When the turn was taken.
+    turn_since: Option<std::time::Instant>,
 }
 
 impl Drop for Connection {
@@ -252,6 +254,9 @@ impl WriteTurns {
             .ok()
     }
 }
+
+/// A write transaction held longer than this is logged: it stalls every writer queued behind it.
+const SLOW_WRITE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Whether a statement starts a transaction that takes the write lock at once.
 fn begins_write(statement: &str) -> bool {
@@ -304,6 +309,7 @@ impl HostState {
             conn: Some(conn),
             db,
             write_turn: None,
+            turn_since: None,
         })?;
         Ok(Ok(res))
     }
@@ -334,10 +340,27 @@ impl HostState {
         // another thread and back on every call (≈ 2 context switches per statement, most of
         // a cheap request's cost). A statement that waits for a lock holds this worker for
         // up to the connection's busy timeout, as a long computation in the guest would.
+        let started = std::time::Instant::now();
         let out = execute(pooled, statement, params).map_err(|e| Error::Io(e.to_string()));
+        if started.elapsed() > SLOW_WRITE {
+            let shown: String = statement.chars().take(120).collect();
+            tracing::warn!(
+                took_ms = started.elapsed().as_millis() as u64,
+                "a SQLite statement took {} ms: {shown}",
+                started.elapsed().as_millis()
+            );
+        }
         if c.write_turn.is_some() && pooled.conn.is_autocommit() {
             // Committed, rolled back, or the BEGIN failed: the next writer's turn.
             c.write_turn = None;
+            let held = c.turn_since.take().map(|t| t.elapsed()).unwrap_or_default();
+            if held > SLOW_WRITE {
+                tracing::warn!(
+                    held_ms = held.as_millis() as u64,
+                    "a write transaction held the database for {} ms (every other writer of this process waited)",
+                    held.as_millis()
+                );
+            }
         }
         out
     }
@@ -364,6 +387,7 @@ impl HostState {
             .get_mut(res)
             .map_err(|_| Error::InvalidConnection)?;
         c.write_turn = turn;
+        c.turn_since = Some(std::time::Instant::now());
         Ok(())
     }
 }

@@ -259,10 +259,12 @@ impl Service<'_> {
     /// Deletes events older than `days` days, at most `limit` at a time; returns how many.
     pub fn purge_events(&self, days: u32, limit: i64) -> Result<i64> {
         let before = crate::timestamp(chrono::Utc::now() - chrono::Duration::days(i64::from(days)));
-        let rows = self.q(
-            "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ? ORDER BY id LIMIT ?) RETURNING id",
-            &[before.into(), limit.into()],
-        )?;
+        let rows = self.tx(|| {
+            self.q(
+                "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ? ORDER BY id LIMIT ?) RETURNING id",
+                &[before.into(), limit.into()],
+            )
+        })?;
         Ok(rows.len() as i64)
     }
 }

@@ -238,19 +238,25 @@ impl<'a> Service<'a> {
 
     /// Records that the workflow engine took a task's cancel.
     pub fn cancel_delivered(&self, task: TaskId) -> Result<()> {
-        self.q(
-            "UPDATE tasks SET cancel_requested_at = NULL WHERE id = ?",
-            &[task.into()],
-        )?;
+        // Every write goes through `tx`: a plain write would wait for the lock inside SQLite,
+        // holding a host worker, instead of taking its turn (`BEGIN IMMEDIATE`).
+        self.tx(|| {
+            self.q(
+                "UPDATE tasks SET cancel_requested_at = NULL WHERE id = ?",
+                &[task.into()],
+            )
+        })?;
         Ok(())
     }
 
     /// Records that the workflow engine accepted a task's trigger.
     pub fn mark_dispatched(&self, task: TaskId) -> Result<()> {
-        self.q(
-            "UPDATE tasks SET dispatched_at = ? WHERE id = ? AND dispatched_at IS NULL",
-            &[crate::now().into(), task.get().into()],
-        )?;
+        self.tx(|| {
+            self.q(
+                "UPDATE tasks SET dispatched_at = ? WHERE id = ? AND dispatched_at IS NULL",
+                &[crate::now().into(), task.get().into()],
+            )
+        })?;
         Ok(())
     }
 

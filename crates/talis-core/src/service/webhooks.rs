@@ -197,13 +197,15 @@ impl Service<'_> {
     /// its webhook up to its `through`.
     pub fn webhooks_dispatched(&self, kicks: &[WebhookKick]) -> Result<()> {
         let ts = now();
-        for k in kicks {
-            self.q(
-                "UPDATE webhook_deliveries SET dispatched_at = ? WHERE webhook_id = ? AND id <= ? AND dispatched_at IS NULL",
-                &[(&ts).into(), k.webhook_id.into(), k.through.into()],
-            )?;
-        }
-        Ok(())
+        self.tx(|| {
+            for k in kicks {
+                self.q(
+                    "UPDATE webhook_deliveries SET dispatched_at = ? WHERE webhook_id = ? AND id <= ? AND dispatched_at IS NULL",
+                    &[(&ts).into(), k.webhook_id.into(), k.through.into()],
+                )?;
+            }
+            Ok(())
+        })
     }
 
     fn webhook_scoped(&self, scope: Option<OwnerId>, id: RowId, live: bool) -> Result<Webhook> {
