@@ -146,16 +146,25 @@ async fn measure(bin_dir: &std::path::Path) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let events = call(
-        &http,
-        base,
-        &key,
-        m::EventList::NAME,
-        json!({ "kinds": ["instance.status"], "limit": 1 }),
-    )
-    .await?["pagination"]["total"]
-        .as_u64()
-        .context("pagination.total")? as usize;
+    // Every instance.status event of the owner, counted page by page (`after` the last id).
+    let mut events = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let page = call(
+            &http,
+            base,
+            &key,
+            m::EventList::NAME,
+            json!({ "kinds": ["instance.status"], "limit": 1000, "after": after }),
+        )
+        .await?;
+        let rows = page["rows"].as_array().context("rows")?;
+        events += rows.len();
+        match rows.last() {
+            Some(last) if rows.len() == 1000 => after = Some(last["id"].to_string()),
+            _ => break,
+        }
+    }
     let expected = events * WEBHOOKS;
     while arrivals.lock().unwrap().len() < expected {
         if started.elapsed() > DEADLINE {
