@@ -2,7 +2,7 @@
 -- machine that boots faster than its create is recorded). The report is kept and applied in
 -- the transaction that records that droplet for the task, so the machine is ready at once
 -- instead of after its retry. One row per (task, droplet); no more rows per task than it has
--- instances still being made; a task's rows go when it finishes.
+-- instances; a task's rows go when it finishes.
 CREATE TABLE early_phone_homes (
     task_id    INTEGER NOT NULL,
     droplet    TEXT    NOT NULL,

@@ -220,20 +220,23 @@ pub struct Connection {
     db: Arc<Database>,
     /// This connection's turn to write, from its `BEGIN IMMEDIATE` to the end of that
     /// transaction.
-    write_turn: Option<tokio::sync::OwnedMutexGuard<()>>,
-    /// When the turn was taken.
-    turn_since: Option<std::time::Instant>,
+    write_turn: Option<Turn>,
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
+        // Rolls back an unfinished transaction (the connection is closed); the turn, a field,
+        // passes on only after this.
         if let Some(c) = self.conn.take() {
-            // Rolls back an unfinished transaction (the connection is closed) before the turn
-            // passes on.
             self.db.checkin(c);
         }
-        self.write_turn = None;
     }
+}
+
+/// A writer's turn, and since when it holds it.
+struct Turn {
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+    since: std::time::Instant,
 }
 
 /// Write transactions of one database in this process take turns in arrival order. SQLite has
@@ -241,17 +244,21 @@ impl Drop for Connection {
 /// owners creating at once while thousands of machines phone home) a waiter can keep losing to
 /// newcomers until it gives up, while the polling itself takes CPU from the holder. A guest's
 /// `BEGIN IMMEDIATE` (or `EXCLUSIVE`) instead waits here, without polling, for the writers
-/// before it, up to the connection's busy timeout; then SQLite's own lock settles what is left
-/// (other processes on the same file).
+/// before it, up to `--sqlite-write-wait`; then SQLite's own lock settles what is left (other
+/// processes on the same file).
 #[derive(Default)]
 struct WriteTurns(Arc<tokio::sync::Mutex<()>>);
 
 impl WriteTurns {
     /// Waits for this writer's turn; `None` after `within`.
-    async fn wait(&self, within: std::time::Duration) -> Option<tokio::sync::OwnedMutexGuard<()>> {
-        tokio::time::timeout(within, self.0.clone().lock_owned())
+    async fn wait(&self, within: std::time::Duration) -> Option<Turn> {
+        let guard = tokio::time::timeout(within, self.0.clone().lock_owned())
             .await
-            .ok()
+            .ok()?;
+        Some(Turn {
+            _guard: guard,
+            since: std::time::Instant::now(),
+        })
     }
 }
 
@@ -309,7 +316,6 @@ impl HostState {
             conn: Some(conn),
             db,
             write_turn: None,
-            turn_since: None,
         })?;
         Ok(Ok(res))
     }
@@ -342,18 +348,20 @@ impl HostState {
         // up to the connection's busy timeout, as a long computation in the guest would.
         let started = std::time::Instant::now();
         let out = execute(pooled, statement, params).map_err(|e| Error::Io(e.to_string()));
-        if started.elapsed() > SLOW_WRITE {
+        let took = started.elapsed();
+        if took > SLOW_WRITE {
             let shown: String = statement.chars().take(120).collect();
             tracing::warn!(
-                took_ms = started.elapsed().as_millis() as u64,
+                took_ms = took.as_millis() as u64,
                 "a SQLite statement took {} ms: {shown}",
-                started.elapsed().as_millis()
+                took.as_millis()
             );
         }
-        if c.write_turn.is_some() && pooled.conn.is_autocommit() {
+        if pooled.conn.is_autocommit()
+            && let Some(turn) = c.write_turn.take()
+        {
             // Committed, rolled back, or the BEGIN failed: the next writer's turn.
-            c.write_turn = None;
-            let held = c.turn_since.take().map(|t| t.elapsed()).unwrap_or_default();
+            let held = turn.since.elapsed();
             if held > SLOW_WRITE {
                 tracing::warn!(
                     held_ms = held.as_millis() as u64,
@@ -387,7 +395,6 @@ impl HostState {
             .get_mut(res)
             .map_err(|_| Error::InvalidConnection)?;
         c.write_turn = turn;
-        c.turn_since = Some(std::time::Instant::now());
         Ok(())
     }
 }

@@ -73,16 +73,17 @@ impl Service<'_> {
                 // Not (yet) one of the task's machines: while some are still being made, the
                 // record may simply not be written yet (the report is kept, and applied when
                 // it is); otherwise it is none of ours.
-                let making = crate::db::scalar(
-                    self.db,
-                    "SELECT COUNT(*) FROM task_instances x JOIN instances i ON i.id = x.instance_id \
-                     WHERE x.task_id = ? AND i.status = ?",
-                    &[task.id.into(), InstanceStatus::Pending.as_str().into()],
-                )?;
-                if making == 0 || task.status.is_terminal() {
+                let making = self
+                    .q1(
+                        "SELECT 1 FROM task_instances x JOIN instances i ON i.id = x.instance_id \
+                         WHERE x.task_id = ? AND i.status = ? LIMIT 1",
+                        &[task.id.into(), InstanceStatus::Pending.as_str().into()],
+                    )?
+                    .is_some();
+                if !making || task.status.is_terminal() {
                     return Err(Error::NotFound("machine of this task"));
                 }
-                self.keep_early(task.id, &droplet, &body, making)?;
+                self.keep_early(task.id, &droplet, &body, task.instance_count)?;
                 return Ok(None);
             };
             let id = InstanceId::from_db(row.int(0));
@@ -125,21 +126,21 @@ impl Service<'_> {
     }
 
     /// Keeps a report whose machine is not recorded yet, once per droplet and at most as many
-    /// per task as it has instances being made (`making`): a report for a droplet that never
-    /// becomes one of the task's is never applied, and goes when the task finishes.
+    /// per task as it has instances (`cap`): a report for a droplet that never becomes one of
+    /// the task's is never applied, and goes when the task finishes.
     fn keep_early(
         &self,
         task: TaskId,
         droplet: &str,
         body: &PhoneHomeBody,
-        making: i64,
+        cap: i64,
     ) -> Result<()> {
         let kept = crate::db::scalar(
             self.db,
             "SELECT COUNT(*) FROM early_phone_homes WHERE task_id = ? AND droplet <> ?",
             &[task.into(), droplet.into()],
         )?;
-        if kept >= making {
+        if kept >= cap {
             return Ok(());
         }
         self.q(

@@ -174,7 +174,7 @@ fn phone_home_is_checked_and_applied_in_the_database() {
 }
 
 /// Reports kept before their machines are recorded are bounded (one per droplet, no more than
-/// the task has instances being made), apply only to the droplet the workflow records, and go
+/// the task has instances), apply only to the droplet the workflow records, and go
 /// when the task finishes.
 #[test]
 fn early_phone_homes_are_bounded_and_dropped_with_their_task() {
@@ -196,7 +196,7 @@ fn early_phone_homes_are_bounded_and_dropped_with_their_task() {
     assert_eq!(
         env.count("early_phone_homes"),
         2,
-        "two instances are being made"
+        "the task has two instances"
     );
     // Recorded with another droplet: the kept report is not this machine's.
     created(&env, task, ids[0], "999");
