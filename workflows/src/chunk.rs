@@ -4,6 +4,7 @@
 //! entry or message grows with the size of the task.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use restate_sdk::prelude::*;
@@ -11,7 +12,7 @@ use talis_api::internal::{InstanceTransition, Progress};
 use talis_api::{InstanceId, InstanceStatus, TaskAction};
 
 use crate::App;
-use crate::plan::{self, ChunkRef, Failure, Outcome, Plan};
+use crate::plan::{self, Begin, ChunkRef, Failure, Outcome, Plan};
 use crate::policy::{provider_policy, rpc_policy};
 use crate::steps::{self, Looked, Wave, names};
 use crate::wait::{self, Look, Recorded, Wait};
@@ -66,8 +67,13 @@ pub(crate) async fn run(
     at: ChunkRef,
 ) -> Result<Outcome, TerminalError> {
     let a = app.clone();
+    let ran = Arc::new(AtomicBool::new(false));
+    let r = ran.clone();
     let plan = ctx
-        .run(|| steps::plan(a, at))
+        .run(|| {
+            r.store(true, Ordering::Relaxed);
+            steps::plan(a, at)
+        })
         .name(names::PLAN)
         .retry_policy(rpc_policy())
         .await?
@@ -76,6 +82,7 @@ pub(crate) async fn run(
         ctx,
         app,
         plan: Arc::new(plan),
+        ran,
         records: 0,
         looks: 0,
         last: None,
@@ -96,6 +103,9 @@ struct Chunk<'a, 'ctx> {
     ctx: &'a WorkflowContext<'ctx>,
     app: Arc<App>,
     plan: Arc<Plan>,
+    /// Whether a step of this chunk has run in this attempt of the invocation, rather than
+    /// being replayed from the journal (see [`Chunk::ensure`]).
+    ran: Arc<AtomicBool>,
     /// Record steps so far (numbers their names).
     records: usize,
     looks: usize,
@@ -114,7 +124,7 @@ impl Chunk<'_, '_> {
             let mut todo = round;
             for attempt in 0.. {
                 let wave = self
-                    .ensure(&todo, format!("{} #{r}.{attempt}", names::ENSURE))
+                    .ensure(&todo, attempt, format!("{} #{r}.{attempt}", names::ENSURE))
                     .await?;
                 let ts = wave
                     .ensured
@@ -134,6 +144,12 @@ impl Chunk<'_, '_> {
                 // The provider's rate limit: wait it out durably, then ensure what is left.
                 todo = wave.deferred.iter().map(|&i| todo[i].clone()).collect();
                 self.ctx.sleep(wave.rate_limit_sleep()).await?;
+                // A long sleep may suspend the invocation: journal that it ended, so the next
+                // ensure does not take the new attempt for a resumed round and wait to settle.
+                self.ctx
+                    .run(|| self.running(async { Ok(()) }))
+                    .name(format!("{} #{r}.{attempt}", names::RATE_LIMIT_WAITED))
+                    .await?;
             }
         }
         let phone_home = !self.plan.at.public_url.is_empty();
@@ -249,11 +265,27 @@ impl Chunk<'_, '_> {
         }
     }
 
-    async fn ensure(&self, batches: &[Vec<usize>], name: String) -> Result<Wave, TerminalError> {
+    /// One ensure round as a journaled step. A step is journaled only once it returns, so when
+    /// this is the first step to run in this attempt (everything before it was replayed) an
+    /// earlier attempt — a killed replica, or one cut off from a failed Restate node — may
+    /// have sent its creates, which can still land after a prompt look-up: the step then
+    /// waits the provider's settle time first. Once any step has run in this attempt, every
+    /// later step is new, so a healthy run never waits.
+    async fn ensure(
+        &self,
+        batches: &[Vec<usize>],
+        attempt: usize,
+        name: String,
+    ) -> Result<Wave, TerminalError> {
         let (app, plan, b) = (self.app.clone(), self.plan.clone(), batches.to_vec());
+        let ran = self.ran.clone();
         match self
             .ctx
-            .run(|| steps::ensure(app, plan, b))
+            .run(|| {
+                let resumed = !ran.swap(true, Ordering::Relaxed);
+                let begin = Begin::of(plan.at.first_run, resumed, attempt);
+                steps::ensure(app, plan, b, begin)
+            })
             .name(name)
             .retry_policy(provider_policy())
             .await
@@ -277,6 +309,13 @@ impl Chunk<'_, '_> {
         }
     }
 
+    /// Marks that a step runs in this attempt (its closure is called only when it is not
+    /// replayed) and gives its future.
+    fn running<F>(&self, step: F) -> F {
+        self.ran.store(true, Ordering::Relaxed);
+        step
+    }
+
     /// Records transitions (one journaled step, one transaction) and says what the answer means.
     async fn record(
         &mut self,
@@ -290,7 +329,7 @@ impl Chunk<'_, '_> {
         let (app, task) = (self.app.clone(), self.plan.at.task);
         let applied = self
             .ctx
-            .run(|| steps::record(app, task, step, ts))
+            .run(|| self.running(steps::record(app, task, step, ts)))
             .name(format!("record {step} #{}", self.records))
             .retry_policy(rpc_policy())
             .await?
@@ -303,7 +342,7 @@ impl Chunk<'_, '_> {
         let (app, task, range) = (self.app.clone(), self.plan.at.task, self.plan.at.range);
         let looked = self
             .ctx
-            .run(|| steps::look(app, task, range))
+            .run(|| self.running(steps::look(app, task, range)))
             .name(format!("{} #{}", names::LOOK, self.looks))
             .retry_policy(rpc_policy())
             .await?
@@ -321,7 +360,7 @@ impl Chunk<'_, '_> {
             .chunk_tag(self.plan.at.task, self.plan.at.chunk);
         Ok(self
             .ctx
-            .run(|| steps::poll(app, tag))
+            .run(|| self.running(steps::poll(app, tag)))
             .name(format!("{} #{}", names::POLL, self.looks))
             .retry_policy(provider_policy())
             .await
@@ -338,7 +377,7 @@ impl Chunk<'_, '_> {
         let project = keys.project(self.plan.at.project);
         let instance_keys: Vec<String> = ids.iter().map(|&id| keys.instance(id)).collect();
         self.ctx
-            .run(|| steps::destroy(app, step, project, instance_keys))
+            .run(|| self.running(steps::destroy(app, step, project, instance_keys)))
             .name(step)
             .retry_policy(rpc_policy())
             .await

@@ -28,6 +28,11 @@ pub struct Config {
     /// DigitalOcean API token.
     #[arg(long, env = "DIGITALOCEAN_TOKEN", hide_env_values = true)]
     pub do_token: String,
+    /// How long a create already sent may take to land at the provider: an ensure round waits
+    /// this long before looking up again after an ambiguous failure, and before its look-up
+    /// when it resumes a round a crashed attempt may have started.
+    #[arg(long, env = "TALIS_PROVIDER_SETTLE_MS", default_value_t = 5000)]
+    pub provider_settle_ms: u64,
     /// How long a machine may take from creation to phone-home before it is failed and destroyed.
     #[arg(long, env = "TALIS_PROVISION_TIMEOUT_SECS", default_value_t = 900)]
     pub provision_timeout_secs: u64,

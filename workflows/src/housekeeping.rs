@@ -1,8 +1,8 @@
 //! `Housekeeping`: one virtual object per deployment that wakes on a durable timer to
 //! reconcile (destroy machines carrying this deployment's tags that no live instance owns, and
 //! record what it did) and to delete events past their retention. The API kicks it whenever it
-//! dispatches a task; a tick that finds its chain alive returns at once, so kicks never stack
-//! up chains.
+//! dispatches a task: a kick starts the chain when none is alive (its first sweep one interval
+//! later) and otherwise returns at once, so kicks never stack up chains.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -76,8 +76,8 @@ pub struct Housekeeping(pub Arc<App>);
 
 #[restate_sdk::object(name = "Housekeeping")]
 impl Housekeeping {
-    /// A tick: `scheduled` for the chain's own timer, false for a kick. Reconciles, purges old
-    /// events, and schedules the next tick.
+    /// A tick: `scheduled` for the chain's own timer (reconciles, purges old events, schedules
+    /// the next tick), false for a kick (starts the chain if none is alive).
     #[handler]
     async fn tick(
         &self,
@@ -88,8 +88,13 @@ impl Housekeeping {
         let every = app.config.housekeeping_every();
         let now: i64 = ctx.run(|| async { Ok(now_ms()) }).name("now").await?;
         let next_at = ctx.get::<i64>(NEXT).await?.unwrap_or(0);
-        // A chain is alive when its next tick is due within one interval.
-        if !scheduled.into_inner() && next_at > now - every.as_millis() as i64 {
+        if !scheduled.into_inner() {
+            // A kick: a chain is alive when its next tick is due within one interval. Else it
+            // starts one whose first sweep is an interval away, so the sweep never spends the
+            // provider's rate budget while the task that kicked it makes its machines.
+            if next_at <= now - every.as_millis() as i64 {
+                schedule(&ctx, now, every);
+            }
             return Ok(Json(Swept::default()));
         }
         let mut swept = Swept {
@@ -206,12 +211,17 @@ impl Housekeeping {
                 break;
             }
         }
-        ctx.set(NEXT, now + every.as_millis() as i64);
-        ctx.object_client::<HousekeepingClient>(ctx.key())
-            .tick(Json(true))
-            .send_after(every);
+        schedule(&ctx, now, every);
         Ok(Json(swept))
     }
+}
+
+/// The chain's next tick, `every` from `now`.
+fn schedule(ctx: &ObjectContext<'_>, now: i64, every: std::time::Duration) {
+    ctx.set(NEXT, now + every.as_millis() as i64);
+    ctx.object_client::<HousekeepingClient>(ctx.key())
+        .tick(Json(true))
+        .send_after(every);
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ pub mod wait;
 pub mod webhooks;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Result;
 use talis_provider::Provider;
@@ -44,11 +45,10 @@ pub struct App {
 
 impl App {
     pub fn new(config: Config) -> Result<Arc<Self>> {
-        let provider = talis_provider::DigitalOcean::new(talis_provider::Config::new(
-            &config.do_api_url,
-            &config.do_token,
-        ))?
-        .with_observer(Arc::new(metrics::ProviderMetrics));
+        let mut do_config = talis_provider::Config::new(&config.do_api_url, &config.do_token);
+        do_config.settle = Duration::from_millis(config.provider_settle_ms);
+        let provider = talis_provider::DigitalOcean::new(do_config)?
+            .with_observer(Arc::new(metrics::ProviderMetrics));
         Ok(Arc::new(Self {
             rpc: rpc::Internal::new(&config.api_url, &config.internal_secret)?,
             provider: Arc::new(provider),

@@ -10,7 +10,7 @@ use talis_api::internal::{ChunkPlan, ChunkRange};
 use talis_api::{
     InstanceId, InstanceStatus, ProjectId, TaskAction, TaskId, TaskStatus, VolumeConfig,
 };
-use talis_provider::{BatchMember, MachineBatch, VolumeSpec};
+use talis_provider::{BatchMember, MachineBatch, RoundStart, VolumeSpec};
 
 /// The provider-side names of Talis ids in one deployment. Every key and tag carries the
 /// deployment, so two deployments sharing a cloud account never see each other's machines:
@@ -69,6 +69,10 @@ pub struct ChunkRef {
     pub keys: Keys,
     /// Base URL of phone-home; empty: readiness by polling the provider.
     pub public_url: String,
+    /// The task's first claim: no earlier invocation can have made machines for it (false
+    /// when another invocation took the task over, and in journals older than the field).
+    #[serde(default)]
+    pub first_run: bool,
 }
 
 /// One distinct instance request of a chunk, as the provider needs it.
@@ -281,6 +285,44 @@ pub fn batches(plan: &Plan, indexes: &[usize], max_batch: usize) -> Vec<Vec<usiz
     out
 }
 
+/// How an ensure step starts, decided from what the chunk knows without I/O.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Begin {
+    /// The first try of a round, planned in this attempt of the task's first invocation:
+    /// none of its machines can exist, so it creates without a look-up.
+    New,
+    /// A later try of a round (batches the rate limit deferred), or a task another invocation
+    /// ran before: look up first.
+    LookUp,
+    /// The first step run in this attempt: an earlier attempt may have started the round and
+    /// its creates may still land. Wait the provider's settle time, then look up.
+    Resumed,
+}
+
+impl Begin {
+    /// `resumed`: no step of the chunk has run in this attempt before this one (all replayed);
+    /// `attempt`: the try of this round (rate-limit deferrals count up).
+    pub fn of(first_run: bool, resumed: bool, attempt: usize) -> Self {
+        match (resumed, first_run && attempt == 0) {
+            (true, _) => Begin::Resumed,
+            (false, true) => Begin::New,
+            (false, false) => Begin::LookUp,
+        }
+    }
+
+    /// Whether the step waits for earlier creates to land first.
+    pub fn settles(self) -> bool {
+        self == Begin::Resumed
+    }
+
+    pub fn round_start(self) -> RoundStart {
+        match self {
+            Begin::New => RoundStart::New,
+            Begin::LookUp | Begin::Resumed => RoundStart::LookUp,
+        }
+    }
+}
+
 /// Splits batches into provider rounds of at most `max_members` machines (each round is one
 /// look-up of the project, so larger rounds mean fewer calls).
 pub fn rounds(batches: Vec<Vec<usize>>, max_members: usize) -> Vec<Vec<Vec<usize>>> {
@@ -389,6 +431,23 @@ impl Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_first_try_in_a_live_attempt_of_a_first_run_skips_the_look_up() {
+        assert_eq!(Begin::of(true, false, 0), Begin::New);
+        assert_eq!(Begin::of(true, false, 0).round_start(), RoundStart::New);
+        // Deferred batches: an earlier try may have timed out on a create that landed later.
+        assert_eq!(Begin::of(true, false, 1), Begin::LookUp);
+        // Taken over from another invocation: it may have made machines.
+        assert_eq!(Begin::of(false, false, 0), Begin::LookUp);
+        // The first step of an attempt: settle, then look up, whatever else holds.
+        for (first, attempt) in [(true, 0), (true, 2), (false, 0)] {
+            let b = Begin::of(first, true, attempt);
+            assert!(b.settles());
+            assert_eq!(b.round_start(), RoundStart::LookUp);
+        }
+        assert!(!Begin::of(true, false, 0).settles() && !Begin::LookUp.settles());
+    }
     use talis_api::internal::{ClaimedInstance, ClaimedRequest};
 
     fn request(region: &str, payload: &str, volumes: bool) -> ClaimedRequest {
@@ -437,6 +496,7 @@ mod tests {
             },
             keys: Keys::new("dev").unwrap(),
             public_url: "http://api".into(),
+            first_run: true,
         };
         Plan::new(
             at,

@@ -17,7 +17,7 @@ use talis_api::{InstanceId, InstanceStatus, TaskId, VolumeDetail};
 
 use crate::App;
 use crate::metrics;
-use crate::plan::{ChunkRef, Plan};
+use crate::plan::{Begin, ChunkRef, Plan};
 use crate::rpc::RpcError;
 use crate::wait::Seen;
 
@@ -27,6 +27,7 @@ pub mod names {
     pub const PLAN: &str = "plan chunk";
     pub const ENSURE: &str = "ensure machines";
     pub const RECORD_CREATED: &str = "machine created";
+    pub const RATE_LIMIT_WAITED: &str = "rate limit waited";
     pub const UNWANTED: &str = "destroy unwanted";
     pub const LOOK: &str = "look";
     pub const POLL: &str = "poll machines";
@@ -249,13 +250,29 @@ impl Wave {
 /// an earlier attempt made. The scripts are made here, with phone-home URLs that expire one
 /// provision timeout from now. A terminal provider error fails the members of its batch with
 /// the provider's message; a rate limit defers the batch; another retryable error fails the
-/// step so Restate retries it.
+/// step so Restate retries it. `begin` says whether the round first lets an earlier attempt's
+/// creates land, and whether it looks up before creating ([`Begin`]).
 pub(crate) async fn ensure(
     app: Arc<App>,
     plan: Arc<Plan>,
     batches: Vec<Vec<usize>>,
+    begin: Begin,
 ) -> HandlerResult<Json<Wave>> {
-    let wave = metrics::step(names::ENSURE, ensure_now(app, plan, batches)).await?;
+    if begin.settles() {
+        let settle = app.provider.settle();
+        tracing::info!(
+            task = %plan.at.task,
+            chunk = plan.at.chunk,
+            ?settle,
+            "resuming an ensure round an earlier attempt may have started: letting its creates land first"
+        );
+        tokio::time::sleep(settle).await;
+    }
+    let wave = metrics::step(
+        names::ENSURE,
+        ensure_now(app, plan, batches, begin.round_start()),
+    )
+    .await?;
     // Counted here, in the step that decides it, not where the workflow sleeps (replayed).
     if !wave.deferred.is_empty() {
         metrics::workflow_rate_limit_wait(wave.rate_limit_sleep());
@@ -267,6 +284,7 @@ async fn ensure_now(
     app: Arc<App>,
     plan: Arc<Plan>,
     batches: Vec<Vec<usize>>,
+    start: talis_provider::RoundStart,
 ) -> HandlerResult<Wave> {
     let expires = now_ms() / 1000 + app.config.provision_timeout().as_secs() as i64;
     let secret = app.config.internal_secret.as_str();
@@ -299,7 +317,10 @@ async fn ensure_now(
             .collect();
         let _ = tx.send(ts);
     };
-    let results = app.provider.ensure_round_with(&specs, &on_batch).await;
+    let results = app
+        .provider
+        .ensure_round_with(&specs, start, &on_batch)
+        .await;
     drop(tx);
     let _ = writer.await;
     let results = results.map_err(provider_err)?;

@@ -133,6 +133,7 @@ async fn execute(
                 range: claim.chunks[n],
                 keys: keys.clone(),
                 public_url: claim.public_url.clone(),
+                first_run: claim.task.attempts == 1,
             };
             match claim.chunks.len() {
                 0 => Outcome::default(),

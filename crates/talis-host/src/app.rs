@@ -21,7 +21,7 @@ use crate::manifest::{self, FileMount, Manifest};
 use crate::metrics::Metrics;
 use crate::outbound::{AllowedHost, AllowedHosts};
 use crate::routes::Router;
-use crate::sqlite::{Database, Location};
+use crate::sqlite::{Database, Location, Synchronous};
 use crate::state::{AppResources, ComponentConfig, HostState, OutboundHooks};
 use crate::variables::AppVariables;
 
@@ -39,6 +39,8 @@ pub struct Options {
     pub max_instances: u32,
     /// Components' stdout/stderr as log events (JSON logs) instead of the host's own streams.
     pub guest_output_as_logs: bool,
+    /// `PRAGMA synchronous` of every SQLite connection.
+    pub sqlite_synchronous: Synchronous,
 }
 
 pub struct LoadedComponent {
@@ -260,7 +262,13 @@ impl App {
         })
         .map_err(|e| anyhow::anyhow!("{}: {e}", manifest_path.display()))?;
 
-        let resources = Arc::new(resources(&m, &rc, &rc_dir, &state_dir)?);
+        let resources = Arc::new(resources(
+            &m,
+            &rc,
+            &rc_dir,
+            &state_dir,
+            opts.sqlite_synchronous,
+        )?);
         run_sqlite_statements(&opts.sqlite, &resources)?;
 
         let engine = engine(opts.max_instances)?;
@@ -365,6 +373,7 @@ fn resources(
     rc: &RuntimeConfig,
     rc_dir: &Path,
     state_dir: &Path,
+    synchronous: Synchronous,
 ) -> Result<AppResources> {
     let mut res = AppResources::default();
     let mut sqlite_locations: BTreeMap<String, Location> = rc
@@ -402,7 +411,7 @@ fn resources(
                 );
             };
             if !res.sqlite.contains_key(label) {
-                let db = Database::new(loc.clone())
+                let db = Database::new(loc.clone(), synchronous)
                     .with_context(|| format!("opening SQLite database {label:?}"))?;
                 res.sqlite.insert(label.clone(), Arc::new(db));
             }
@@ -431,8 +440,10 @@ fn resources(
     if !res.sqlite.contains_key("default")
         && let Some(loc) = sqlite_locations.get("default")
     {
-        res.sqlite
-            .insert("default".into(), Arc::new(Database::new(loc.clone())?));
+        res.sqlite.insert(
+            "default".into(),
+            Arc::new(Database::new(loc.clone(), synchronous)?),
+        );
     }
     for (label, db) in &res.sqlite {
         if let Location::File(p) = db.location() {

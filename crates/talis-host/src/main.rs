@@ -77,6 +77,16 @@ struct UpArgs {
     /// Pass an environment variable to all components: KEY=VALUE. Repeatable.
     #[arg(short = 'e', long = "env", value_parser = key_value)]
     env: Vec<(String, String)>,
+    /// `PRAGMA synchronous` of every SQLite connection: `normal` (a commit survives a crash of
+    /// any process; a power loss may roll back the last commits) or `full` (every commit
+    /// fsynced).
+    #[arg(
+        long,
+        env = "TALIS_HOST_SQLITE_SYNCHRONOUS",
+        value_enum,
+        default_value_t
+    )]
+    sqlite_synchronous: sqlite::Synchronous,
     #[command(flatten)]
     limits: limits::Limits,
     /// Path where the host serves its Prometheus metrics, before app routing (it shadows an
@@ -153,6 +163,7 @@ async fn up(args: UpArgs) -> Result<()> {
         env: args.env,
         max_instances: args.limits.max_instances,
         guest_output_as_logs: json,
+        sqlite_synchronous: args.sqlite_synchronous,
     };
     // Compiling components is CPU-bound; keep it off the async workers.
     let app = tokio::task::spawn_blocking(move || app::App::load(&opts)).await??;

@@ -24,4 +24,4 @@ pub use model::{
     BatchMember, Ensured, Machine, MachineBatch, MachineSpec, MachineStatus, Volume, VolumeSpec,
 };
 pub use observe::{Exchange, Observer};
-pub use provider::{OnBatch, Provider};
+pub use provider::{OnBatch, Provider, RoundStart};

@@ -9,6 +9,18 @@ use crate::model::{Ensured, Machine, MachineBatch, MachineSpec, Volume, VolumeSp
 /// Called with a batch's position and machines as soon as the batch is ensured.
 pub type OnBatch<'a> = dyn Fn(usize, &[Ensured]) + Send + Sync + 'a;
 
+/// What the caller of an ensure round knows before it starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoundStart {
+    /// Some machines may exist already (an earlier attempt may have made them): look up first.
+    LookUp,
+    /// None can exist: the caller planned these instances without machines and has not tried
+    /// to make them before, in this process, since. The round creates at once, saving one
+    /// look-up per round (one call of a rate-limited budget); a retry inside the round still
+    /// looks up first, as always.
+    New,
+}
+
 /// Every method is safe to call again after a crash or a retryable error: creation is keyed by
 /// the machine name within the project (see [`crate::tags::machine_name`]) and the volume name
 /// within the region; deletion of something already gone succeeds.
@@ -20,6 +32,12 @@ pub trait Provider: Send + Sync {
     /// Most members of one [`MachineBatch`] (DigitalOcean: 10, its multi-create limit).
     fn max_batch(&self) -> usize;
 
+    /// How long a create already sent may still take to land (the provider's processing of a
+    /// request whose caller timed out or died). A caller that resumes a round another process
+    /// may have started (a retried workflow step) waits this long before its look-up, so the
+    /// dead caller's creates are found instead of repeated.
+    fn settle(&self) -> std::time::Duration;
+
     /// One ensure round for batches of one project: one look-up of the project (and, if any
     /// member has volumes, of the volumes) finds what exists by name; the rest is created —
     /// machines without volumes in one call per batch, machines with volumes one by one after
@@ -28,14 +46,17 @@ pub trait Provider: Send + Sync {
     /// look-up. The outer error is for the round (e.g. invalid input); the inner ones, in the
     /// order of `batches`, for each batch (terminal, or a long rate limit to wait out).
     async fn ensure_round(&self, batches: &[MachineBatch]) -> Result<Vec<Result<Vec<Ensured>>>> {
-        self.ensure_round_with(batches, &|_, _| {}).await
+        self.ensure_round_with(batches, RoundStart::LookUp, &|_, _| {})
+            .await
     }
 
-    /// [`Provider::ensure_round`], calling `on_batch(position, machines)` as soon as each batch
-    /// is ensured (to record progress before the whole round is done).
+    /// [`Provider::ensure_round`] starting as `start` says, calling `on_batch(position,
+    /// machines)` as soon as each batch is ensured (to record progress before the whole round
+    /// is done).
     async fn ensure_round_with(
         &self,
         batches: &[MachineBatch],
+        start: RoundStart,
         on_batch: &OnBatch<'_>,
     ) -> Result<Vec<Result<Vec<Ensured>>>>;
 

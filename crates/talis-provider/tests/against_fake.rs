@@ -9,7 +9,7 @@ use serde_json::Value;
 use talis_provider::digitalocean::api::DropletCreate;
 use talis_provider::{
     BatchMember, Config, DigitalOcean, Error, MachineBatch, MachineSpec, MachineStatus, Provider,
-    VolumeSpec, tags,
+    RoundStart, VolumeSpec, tags,
 };
 
 fn fault(endpoint: &str, kind: FaultKind, count: u64) -> Fault {
@@ -467,9 +467,13 @@ async fn round_with_volumes_attaches_at_creation() {
     // Each batch is reported as soon as it is made.
     let reported = std::sync::Mutex::new(Vec::new());
     let r = do_
-        .ensure_round_with(&[with_vol.clone(), bare.clone()], &|pos, machines| {
-            reported.lock().unwrap().push((pos, machines.len()));
-        })
+        .ensure_round_with(
+            &[with_vol.clone(), bare.clone()],
+            RoundStart::LookUp,
+            &|pos, machines| {
+                reported.lock().unwrap().push((pos, machines.len()));
+            },
+        )
         .await
         .unwrap();
     let mut reported = reported.into_inner().unwrap();
@@ -508,6 +512,32 @@ async fn round_with_volumes_attaches_at_creation() {
     assert_eq!(stat(&s, "/droplets/created"), 13);
     assert_eq!(stat(&s, "/total_calls"), 11);
     assert_eq!(stat(&s, "/orphans/count"), 0);
+    assert_eq!(stat(&s, "/duplicates/count"), 0);
+}
+
+/// A round the caller knows is new spends no call on a look-up: its creates are its only calls.
+/// The same round again (as after a crash) looks up and finds them.
+#[tokio::test]
+async fn a_new_round_creates_without_a_look_up() {
+    let (fake, do_) = setup(vec![], "t-round-new").await;
+    let a = batch("rn", 10);
+    let mut b = batch("rn", 10);
+    for m in &mut b.members {
+        m.instance_id = format!("{}-b", m.instance_id);
+    }
+    let r = do_
+        .ensure_round_with(&[a.clone(), b.clone()], RoundStart::New, &|_, _| {})
+        .await
+        .unwrap();
+    assert!(r.iter().all(|b| b.as_ref().is_ok_and(|m| m.len() == 10)));
+    let s = fake.fake.stats();
+    assert_eq!(stat(&s, "/calls/droplets_create/202"), 2);
+    assert_eq!(stat(&s, "/total_calls"), 2, "no look-up");
+    let again = do_.ensure_round(&[a, b]).await.unwrap();
+    assert_eq!(again[0].as_ref().unwrap()[0], r[0].as_ref().unwrap()[0]);
+    let s = fake.fake.stats();
+    assert_eq!(stat(&s, "/calls/droplets_list/200"), 1);
+    assert_eq!(stat(&s, "/droplets/created"), 20);
     assert_eq!(stat(&s, "/duplicates/count"), 0);
 }
 

@@ -75,6 +75,53 @@ async fn kill9_workflows_while_creates_are_in_flight_then_restart() -> Result<()
     crash_and_recover_with(Victim::Workflows, format!("{SLOW_BOOT}\n{SLOW_CREATES}"), 1).await
 }
 
+/// Every create held 5 s: longer than the workflows' restart and Restate's first retries,
+/// shorter than the provider's settle time (5 s) plus that restart.
+const STALLED_CREATES: &str = r#"
+[[faults]]
+endpoint = "droplets_create"
+kind = "stall"
+stall_ms = 5000
+"#;
+
+/// A replica dies while its ensure round's creates are still held by the provider, and the
+/// retried step starts at once: its look-up must not run before those creates land, or it
+/// makes every machine of the round a second time (the cluster test's whole-chunk duplicates).
+#[tokio::test(flavor = "multi_thread")]
+async fn kill9_workflows_while_a_round_s_creates_are_held_then_the_retry_finds_them() -> Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    let mut stack = FullStack::start(
+        dir.path(),
+        StackOptions {
+            fake_config: Some(format!("{SLOW_BOOT}\n{STALLED_CREATES}")),
+            ..StackOptions::default()
+        },
+    )
+    .await?;
+    // Two rounds of 100: the first is made, the second's creates are in flight at the kill.
+    let (task_id, _) = create_project(&stack, "held", 2 * N, json!({})).await?;
+    wait_created(&stack, "held", N, LIMIT).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let stats = stack.fake_stats().await?;
+    assert_eq!(
+        stats["droplets"]["live"], N as u64,
+        "the second round's creates must still be held: {}",
+        stats["droplets"]
+    );
+    stack.crash_and_restart(Victim::Workflows).await?;
+    let t = wait_task(&stack, task_id, LIMIT).await?;
+    assert_eq!(t.status, TaskStatus::Completed, "task: {t:?}");
+    let stats = assert_all_ready(&stack, "held", 2 * N).await?;
+    assert_eq!(
+        stats["droplets"]["live"],
+        2 * N as u64,
+        "{}",
+        stats["droplets"]
+    );
+    delete_and_assert_clean(&stack, "held", LIMIT).await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn kill9_restate_server_mid_run_then_restart() -> Result<()> {
     crash_and_recover(Victim::Restate).await

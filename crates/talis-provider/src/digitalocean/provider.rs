@@ -1,10 +1,11 @@
 //! [`Provider`] for DigitalOcean: idempotency by name.
 //!
 //! A droplet belongs to an instance when it carries the project tag and the name
-//! `<name>.i<instance id>` ([`tags::machine_name`]). An ensure round costs one look-up of the
-//! whole project (by project tag, 200 per page), then one multi-create (≤ 10 `names`, shared
-//! tags) per batch of machines without volumes; a machine with volumes costs one create per
-//! missing volume (after one look-up of the volumes) plus its own create, which attaches them.
+//! `<name>.i<instance id>` ([`tags::machine_name`]). An ensure round costs one look-up of its
+//! group (by chunk tag, 200 per page; none for a [`RoundStart::New`] round), then one
+//! multi-create (≤ 10 `names`, shared tags) per batch of machines without volumes; a machine
+//! with volumes costs one create per missing volume (after one look-up of the volumes) plus its
+//! own create, which attaches them.
 
 use std::collections::{HashMap, HashSet};
 
@@ -17,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::model::{
     BatchMember, Ensured, Machine, MachineBatch, MachineStatus, Volume, VolumeSpec,
 };
-use crate::provider::{OnBatch, Provider};
+use crate::provider::{OnBatch, Provider, RoundStart};
 use crate::tags;
 
 /// Batches of one round created concurrently (each is one or a few calls).
@@ -77,6 +78,7 @@ impl DigitalOcean {
     async fn round(
         &self,
         batches: &[MachineBatch],
+        start: RoundStart,
         on_batch: &OnBatch<'_>,
     ) -> Result<Vec<Result<Vec<Ensured>>>> {
         let (project, lookup_tag) = match batches.first() {
@@ -114,10 +116,13 @@ impl DigitalOcean {
         for attempt in 1.. {
             let todo: Vec<usize> = (0..batches.len()).filter(|&i| out[i].is_none()).collect();
             let mut retry: Option<Error> = None;
-            match self
-                .look_up(&lookup_tag, todo.iter().map(|&i| &batches[i]))
-                .await
-            {
+            let listed = if attempt == 1 && start == RoundStart::New {
+                Ok((Vec::new(), Vec::new()))
+            } else {
+                self.look_up(&lookup_tag, todo.iter().map(|&i| &batches[i]))
+                    .await
+            };
+            match listed {
                 Err(e) => retry = Some(e),
                 Ok((droplets, volumes)) => {
                     let results: Vec<(usize, Result<Vec<Ensured>>)> = stream::iter(todo.clone())
@@ -367,12 +372,17 @@ impl Provider for DigitalOcean {
         MAX_BATCH
     }
 
+    fn settle(&self) -> std::time::Duration {
+        self.config.settle
+    }
+
     async fn ensure_round_with(
         &self,
         batches: &[MachineBatch],
+        start: RoundStart,
         on_batch: &OnBatch<'_>,
     ) -> Result<Vec<Result<Vec<Ensured>>>> {
-        self.round(batches, on_batch).await
+        self.round(batches, start, on_batch).await
     }
 
     async fn get_machine(&self, provider_ref: &str) -> Result<Option<Machine>> {
