@@ -30,8 +30,10 @@ pub struct Limits {
     /// until one closes.
     #[arg(long, env = "TALIS_HOST_MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
-    /// Most requests handled at the same time (size of the instance pool).
-    #[arg(long, env = "TALIS_HOST_MAX_INSTANCES", default_value_t = 256)]
+    /// Most requests handled at the same time (size of the instance pool). Each live instance
+    /// holds memory (its linear memory, a database connection); a long-poll holds one for up
+    /// to its wait.
+    #[arg(long, env = "TALIS_HOST_MAX_INSTANCES", default_value_t = 64)]
     pub max_instances: u32,
     /// Longest wait for a free instance when all are busy (→ 503 with Retry-After).
     #[arg(long, env = "TALIS_HOST_INSTANCE_WAIT_TIMEOUT", default_value = "10s", value_parser = duration)]
