@@ -64,9 +64,11 @@ impl Service<'_> {
         let applied = self.tx(|| {
             let task = self.task_scoped(None, t.task)?;
             let droplet = body.droplet_id.to_string();
+            // `provider_ref != ''` lets SQLite use the partial index on provider_ref (it cannot
+            // tell that a parameter is not ''): without it, every report scanned every instance.
             let Some(row) = self.q1(
-                "SELECT i.id, i.status FROM instances i WHERE i.provider_ref = ? AND EXISTS \
-                 (SELECT 1 FROM task_instances x WHERE x.task_id = ? AND x.instance_id = i.id)",
+                "SELECT i.id, i.status FROM instances i WHERE i.provider_ref = ? AND i.provider_ref != '' \
+                 AND EXISTS (SELECT 1 FROM task_instances x WHERE x.task_id = ? AND x.instance_id = i.id)",
                 &[droplet.as_str().into(), task.id.into()],
             )?
             else {

@@ -179,9 +179,11 @@ impl Service<'_> {
     /// has not accepted yet (at most `limit` webhooks): the sweep.
     pub fn webhooks_undispatched(&self, min_age_secs: i64, limit: i64) -> Result<Vec<WebhookKick>> {
         let before = crate::timestamp(chrono::Utc::now() - chrono::Duration::seconds(min_age_secs));
+        // Every request runs this after its answer: it must read only the undispatched rows
+        // (their partial index), not walk every delivery in webhook order for the GROUP BY.
         let rows = self.q(
-            "SELECT webhook_id, MAX(id) FROM webhook_deliveries WHERE dispatched_at IS NULL AND created_at <= ? \
-             GROUP BY webhook_id ORDER BY MIN(id) LIMIT ?",
+            "SELECT webhook_id, MAX(id) FROM webhook_deliveries INDEXED BY webhook_deliveries_undispatched \
+             WHERE dispatched_at IS NULL AND created_at <= ? GROUP BY webhook_id ORDER BY MIN(id) LIMIT ?",
             &[before.into(), limit.into()],
         )?;
         Ok(rows

@@ -2,4 +2,5 @@
 
 mod guards;
 mod lifecycle;
+mod plans;
 mod support;
