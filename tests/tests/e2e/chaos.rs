@@ -25,14 +25,11 @@ attempts = 120
 retry_delay_ms = 500
 timeout_ms = 5000";
 
-/// Creates are slow too (every create call held 300 ms), so a kill right after the first
-/// machine exists lands while creates are in flight.
-const SLOW_CREATES: &str = r#"
-[[faults]]
-endpoint = "droplets_create"
-kind = "stall"
-stall_ms = 300
-"#;
+/// The fake holds every create call `ms` before making it (a client that gave up meanwhile
+/// never learns that it did).
+fn held_creates(ms: u64) -> String {
+    format!("[[faults]]\nendpoint = \"droplets_create\"\nkind = \"stall\"\nstall_ms = {ms}\n")
+}
 
 async fn crash_and_recover(victim: Victim) -> Result<()> {
     crash_and_recover_with(victim, SLOW_BOOT.to_string(), 10).await
@@ -72,17 +69,15 @@ async fn kill9_workflows_mid_run_then_restart() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill9_workflows_while_creates_are_in_flight_then_restart() -> Result<()> {
-    crash_and_recover_with(Victim::Workflows, format!("{SLOW_BOOT}\n{SLOW_CREATES}"), 1).await
+    // Creates are slow too, so a kill right after the first machine exists lands while
+    // creates are in flight.
+    crash_and_recover_with(
+        Victim::Workflows,
+        format!("{SLOW_BOOT}\n{}", held_creates(300)),
+        1,
+    )
+    .await
 }
-
-/// Every create held 5 s: longer than the workflows' restart and Restate's first retries,
-/// shorter than the provider's settle time (5 s) plus that restart.
-const STALLED_CREATES: &str = r#"
-[[faults]]
-endpoint = "droplets_create"
-kind = "stall"
-stall_ms = 5000
-"#;
 
 /// A replica dies while its ensure round's creates are still held by the provider, and the
 /// retried step starts at once: its look-up must not run before those creates land, or it
@@ -94,7 +89,9 @@ async fn kill9_workflows_while_a_round_s_creates_are_held_then_the_retry_finds_t
     let mut stack = FullStack::start(
         dir.path(),
         StackOptions {
-            fake_config: Some(format!("{SLOW_BOOT}\n{STALLED_CREATES}")),
+            // Longer than the workflows' restart and Restate's first retries, shorter than the
+            // provider's settle time (5 s) plus that restart.
+            fake_config: Some(format!("{SLOW_BOOT}\n{}", held_creates(5_000))),
             ..StackOptions::default()
         },
     )
