@@ -33,6 +33,14 @@ pub struct Config {
     /// when it resumes a round a crashed attempt may have started.
     #[arg(long, env = "TALIS_PROVIDER_SETTLE_MS", default_value_t = 5000)]
     pub provider_settle_ms: u64,
+    /// Longest rate-limit wait the provider client spends holding a step; a longer one (the
+    /// provider's `retry-after`) ends the step and the chunk sleeps it out durably.
+    #[arg(
+        long,
+        env = "TALIS_PROVIDER_MAX_RATE_LIMIT_WAIT_MS",
+        default_value_t = 60_000
+    )]
+    pub provider_max_rate_limit_wait_ms: u64,
     /// How long a machine may take from creation to phone-home before it is failed and destroyed.
     #[arg(long, env = "TALIS_PROVISION_TIMEOUT_SECS", default_value_t = 900)]
     pub provision_timeout_secs: u64,

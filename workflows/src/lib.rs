@@ -47,6 +47,8 @@ impl App {
     pub fn new(config: Config) -> Result<Arc<Self>> {
         let mut do_config = talis_provider::Config::new(&config.do_api_url, &config.do_token);
         do_config.settle = Duration::from_millis(config.provider_settle_ms);
+        do_config.max_rate_limit_wait =
+            Duration::from_millis(config.provider_max_rate_limit_wait_ms);
         let provider = talis_provider::DigitalOcean::new(do_config)?
             .with_observer(Arc::new(metrics::ProviderMetrics));
         Ok(Arc::new(Self {

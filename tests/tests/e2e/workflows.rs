@@ -226,6 +226,60 @@ count = 2
     delete_and_assert_clean(&stack, "flaky", Duration::from_secs(150)).await
 }
 
+/// The provider answers 429 for longer than the client may hold a step
+/// (`TALIS_PROVIDER_MAX_RATE_LIMIT_WAIT_MS` = 0 here): the round's batches are deferred, the
+/// chunk sleeps durably, journals that the wait ended ("rate limit waited #0.0") and ensures
+/// them again with a look-up ("ensure machines #0.1"); every machine is made once.
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limited_batches_are_slept_out_durably_and_made_once() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let limited = format!(
+        r#"boot_delay_ms = 0
+ip_delay_ms = 0
+{PHONE_HOME_RETRIES}
+[[faults]]
+endpoint = "droplets_create"
+kind = "rate_limit_429"
+count = 1
+burst = 2
+"#
+    );
+    let stack = FullStack::start(
+        dir.path(),
+        StackOptions {
+            fake_config: Some(limited),
+            workflows_env: vec![("TALIS_PROVIDER_MAX_RATE_LIMIT_WAIT_MS".into(), "0".into())],
+            ..StackOptions::default()
+        },
+    )
+    .await?;
+    let (task_id, _) = create_project(&stack, "limited", 30, json!({})).await?;
+    let t = wait_task(&stack, task_id, TASK_LIMIT).await?;
+    assert_eq!(t.status, TaskStatus::Completed, "task: {t:?}");
+    let stats = assert_all_ready(&stack, "limited", 30).await?;
+    assert_eq!(stats["droplets"]["live"], 30);
+    assert!(
+        stats["calls"]["droplets_create"]["429"].as_u64() >= Some(1),
+        "no 429 answered: {}",
+        stats["calls"]
+    );
+    let steps: Vec<String> = talis_stack::restate::query(
+        &stack.restate.admin_url(),
+        &format!(
+            "SELECT j.name AS name FROM sys_journal j JOIN sys_invocation i ON j.id = i.id \
+             WHERE i.target_service_name = 'TaskWorkflow' AND i.target_service_key = '{task_id}'"
+        ),
+    )
+    .await?
+    .iter()
+    .filter_map(|r| r["name"].as_str().map(str::to_owned))
+    .collect();
+    for step in ["rate limit waited #0.0", "ensure machines #0.1"] {
+        assert!(steps.iter().any(|s| s == step), "no {step:?} in {steps:?}");
+    }
+    delete_and_assert_clean(&stack, "limited", TASK_LIMIT).await
+}
+
 /// Phone-home retried like the script's `curl --retry`, and no rate limits.
 const PHONE_HOME_RETRIES: &str = "rate_limit_per_minute = 4294967295
 rate_limit_per_hour = 4294967295
