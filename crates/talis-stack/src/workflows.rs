@@ -127,6 +127,10 @@ impl Default for StackOptions {
     }
 }
 
+/// The internal RPC secret of every [`FullStack`] (at least 32 characters: the API treats
+/// shorter secrets as unset); tests call the internal RPC with it.
+pub const STACK_INTERNAL_SECRET: &str = "e2e-internal-secret-0123456789abcdef";
+
 /// The fake cloud's config for functional tests: no latency, no limits, and a phone-home that
 /// retries like the script's `curl --retry` (so a restarting API does not lose it).
 pub const INSTANT_FAKE: &str = r#"
@@ -210,8 +214,7 @@ impl FullStack {
         .await?;
         let api_port = free_port();
         let api_url = format!("http://127.0.0.1:{api_port}");
-        // At least 32 characters: the API treats shorter secrets as unset.
-        let internal_secret = "e2e-internal-secret-0123456789abcdef".to_string();
+        let internal_secret = STACK_INTERNAL_SECRET.to_string();
         let admin_key = "e2e-admin-key-0123456789abcdef0123456789".to_string();
         let mut wo = Options::new(&api_url, &internal_secret, &fake.base_url, "e2e-do-token");
         wo.env = vec![

@@ -267,3 +267,99 @@ async fn terminating_instances_during_a_slow_create_leaves_none_of_their_machine
     assert_eq!(stats["duplicates"]["count"], 0);
     Ok(())
 }
+
+/// The reconcile sweep: a machine carrying this deployment's tags that no live instance owns
+/// (here one made by hand, naming an instance that does not exist) is destroyed by the
+/// housekeeping chain, while the project's machines and another deployment's machine stay.
+/// The chain starts with the first dispatched task, and its first sweep comes one interval
+/// later, so a sweep never takes the provider's rate budget from the task that woke it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_reconcile_sweep_destroys_what_no_live_instance_owns_and_nothing_else() -> Result<()> {
+    const EVERY: Duration = Duration::from_secs(4);
+    let dir = tempfile::tempdir()?;
+    let stack = FullStack::start(
+        dir.path(),
+        StackOptions {
+            workflows_env: vec![(
+                "TALIS_HOUSEKEEPING_SECS".into(),
+                EVERY.as_secs().to_string(),
+            )],
+            ..StackOptions::default()
+        },
+    )
+    .await?;
+    let internal = Client::builder(format!("{}/internal", stack.api_url))
+        .api_key(talis_stack::workflows::STACK_INTERNAL_SECRET)
+        .route(talis_client::Route::Typed)
+        .build()?;
+    let deployment = internal
+        .call::<talis_api::methods::internal::DeploymentGet>(&Default::default())
+        .await?
+        .deployment;
+    let ours = format!("talis-deployment-{deployment}");
+    let http = reqwest::Client::new();
+    let droplet = |name: &str, tags: &[&str]| {
+        let body = serde_json::json!({
+            "name": name, "region": "nyc3", "size": "s-1vcpu-1gb",
+            "image": "ubuntu-24-04-x64", "tags": tags,
+        });
+        http.post(format!("{}/v2/droplets", stack.fake.base_url))
+            .bearer_auth("e2e-do-token")
+            .json(&body)
+            .send()
+    };
+    let stray = format!("stray.i{deployment}-999999");
+    droplet(&stray, &["talis", &ours])
+        .await?
+        .error_for_status()?;
+    droplet("theirs.iother-1", &["talis", "talis-deployment-other"])
+        .await?
+        .error_for_status()?;
+    let names = || async {
+        let v: serde_json::Value = http
+            .get(format!("{}/v2/droplets?per_page=200", stack.fake.base_url))
+            .bearer_auth("e2e-do-token")
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        anyhow::Ok(
+            v["droplets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|d| d["name"].as_str().map(str::to_owned))
+                .collect::<Vec<_>>(),
+        )
+    };
+
+    // The first dispatch starts the chain; its sweep is an interval away.
+    let (_, client) = owner(&stack, "sweep").await?;
+    let made = create(&client, "kept", 2).await?;
+    let kicked = Instant::now();
+    let task = wait_task(&client, made.task_id.expect("a task")).await?;
+    assert_eq!(task.status, TaskStatus::Completed, "{task:?}");
+    if kicked.elapsed() < EVERY / 2 {
+        assert!(
+            names().await?.contains(&stray),
+            "swept at the kick, before the first interval"
+        );
+    }
+    let deadline = Instant::now() + EVERY * 5;
+    while names().await?.contains(&stray) {
+        if Instant::now() > deadline {
+            bail!("{stray} still there {:?} after the kick", kicked.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let left = names().await?;
+    assert!(left.contains(&"theirs.iother-1".to_string()), "{left:?}");
+    let live = instances(&client, "kept").await?;
+    assert_eq!(live.len(), 2);
+    for i in &live {
+        assert_eq!(i.status, InstanceStatus::Ready, "{i:?}");
+        assert!(left.iter().any(|n| n.starts_with(&i.name)), "{left:?}");
+    }
+    Ok(())
+}
