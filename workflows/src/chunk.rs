@@ -270,7 +270,8 @@ impl Chunk<'_, '_> {
     /// earlier attempt — a killed replica, or one cut off from a failed Restate node — may
     /// have sent its creates, which can still land after a prompt look-up: the step then
     /// waits the provider's settle time first. Once any step has run in this attempt, every
-    /// later step is new, so a healthy run never waits.
+    /// later step is new, so a healthy run never waits. (A failed step is retried by a new
+    /// attempt, never in place: the SDK's run closure is `FnOnce`.)
     async fn ensure(
         &self,
         batches: &[Vec<usize>],
