@@ -12,7 +12,7 @@ use talis_api::internal::{InstanceTransition, Progress};
 use talis_api::{InstanceId, InstanceStatus, TaskAction};
 
 use crate::App;
-use crate::plan::{self, Begin, ChunkRef, Failure, Outcome, Plan};
+use crate::plan::{self, ChunkRef, Failure, Outcome, Plan};
 use crate::policy::{provider_policy, rpc_policy};
 use crate::steps::{self, Looked, Wave, names};
 use crate::wait::{self, Look, Recorded, Wait};
@@ -284,8 +284,8 @@ impl Chunk<'_, '_> {
             .ctx
             .run(|| {
                 let resumed = !ran.swap(true, Ordering::Relaxed);
-                let begin = Begin::of(plan.at.first_run, resumed, attempt);
-                steps::ensure(app, plan, b, begin)
+                let start = plan::round_start(plan.at.first_run, resumed, attempt);
+                steps::ensure(app, plan, b, start)
             })
             .name(name)
             .retry_policy(provider_policy())

@@ -285,41 +285,16 @@ pub fn batches(plan: &Plan, indexes: &[usize], max_batch: usize) -> Vec<Vec<usiz
     out
 }
 
-/// How an ensure step starts, decided from what the chunk knows without I/O.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Begin {
-    /// The first try of a round, planned in this attempt of the task's first invocation:
-    /// none of its machines can exist, so it creates without a look-up.
-    New,
-    /// A later try of a round (batches the rate limit deferred), or a task another invocation
-    /// ran before: look up first.
-    LookUp,
-    /// The first step run in this attempt: an earlier attempt may have started the round and
-    /// its creates may still land. Wait the provider's settle time, then look up.
-    Resumed,
-}
-
-impl Begin {
-    /// `resumed`: no step of the chunk has run in this attempt before this one (all replayed);
-    /// `attempt`: the try of this round (rate-limit deferrals count up).
-    pub fn of(first_run: bool, resumed: bool, attempt: usize) -> Self {
-        match (resumed, first_run && attempt == 0) {
-            (true, _) => Begin::Resumed,
-            (false, true) => Begin::New,
-            (false, false) => Begin::LookUp,
-        }
-    }
-
-    /// Whether the step waits for earlier creates to land first.
-    pub fn settles(self) -> bool {
-        self == Begin::Resumed
-    }
-
-    pub fn round_start(self) -> RoundStart {
-        match self {
-            Begin::New => RoundStart::New,
-            Begin::LookUp | Begin::Resumed => RoundStart::LookUp,
-        }
+/// How an ensure round starts, decided from what the chunk knows without I/O. `resumed`: no
+/// step of the chunk has run in this attempt before this one (all replayed), so an earlier
+/// attempt may have started the round and its creates may still land ([`RoundStart::Resumed`]);
+/// `attempt`: the try of this round (rate-limit deferrals count up). Only the first try of a
+/// round planned in this attempt of the task's first invocation skips the look-up.
+pub fn round_start(first_run: bool, resumed: bool, attempt: usize) -> RoundStart {
+    match (resumed, first_run && attempt == 0) {
+        (true, _) => RoundStart::Resumed,
+        (false, true) => RoundStart::New,
+        (false, false) => RoundStart::LookUp,
     }
 }
 
@@ -434,19 +409,15 @@ mod tests {
 
     #[test]
     fn only_a_first_try_in_a_live_attempt_of_a_first_run_skips_the_look_up() {
-        assert_eq!(Begin::of(true, false, 0), Begin::New);
-        assert_eq!(Begin::of(true, false, 0).round_start(), RoundStart::New);
+        assert_eq!(round_start(true, false, 0), RoundStart::New);
         // Deferred batches: an earlier try may have timed out on a create that landed later.
-        assert_eq!(Begin::of(true, false, 1), Begin::LookUp);
+        assert_eq!(round_start(true, false, 1), RoundStart::LookUp);
         // Taken over from another invocation: it may have made machines.
-        assert_eq!(Begin::of(false, false, 0), Begin::LookUp);
+        assert_eq!(round_start(false, false, 0), RoundStart::LookUp);
         // The first step of an attempt: settle, then look up, whatever else holds.
         for (first, attempt) in [(true, 0), (true, 2), (false, 0)] {
-            let b = Begin::of(first, true, attempt);
-            assert!(b.settles());
-            assert_eq!(b.round_start(), RoundStart::LookUp);
+            assert_eq!(round_start(first, true, attempt), RoundStart::Resumed);
         }
-        assert!(!Begin::of(true, false, 0).settles() && !Begin::LookUp.settles());
     }
     use talis_api::internal::{ClaimedInstance, ClaimedRequest};
 

@@ -17,7 +17,7 @@ use talis_api::{InstanceId, InstanceStatus, TaskId, VolumeDetail};
 
 use crate::App;
 use crate::metrics;
-use crate::plan::{Begin, ChunkRef, Plan};
+use crate::plan::{ChunkRef, Plan};
 use crate::rpc::RpcError;
 use crate::wait::Seen;
 
@@ -250,29 +250,15 @@ impl Wave {
 /// an earlier attempt made. The scripts are made here, with phone-home URLs that expire one
 /// provision timeout from now. A terminal provider error fails the members of its batch with
 /// the provider's message; a rate limit defers the batch; another retryable error fails the
-/// step so Restate retries it. `begin` says whether the round first lets an earlier attempt's
-/// creates land, and whether it looks up before creating ([`Begin`]).
+/// step so Restate retries it. `start` says whether the round first lets an earlier attempt's
+/// creates land, and whether it looks up before creating ([`crate::plan::round_start`]).
 pub(crate) async fn ensure(
     app: Arc<App>,
     plan: Arc<Plan>,
     batches: Vec<Vec<usize>>,
-    begin: Begin,
+    start: talis_provider::RoundStart,
 ) -> HandlerResult<Json<Wave>> {
-    if begin.settles() {
-        let settle = app.provider.settle();
-        tracing::info!(
-            task = %plan.at.task,
-            chunk = plan.at.chunk,
-            ?settle,
-            "resuming an ensure round an earlier attempt may have started: letting its creates land first"
-        );
-        tokio::time::sleep(settle).await;
-    }
-    let wave = metrics::step(
-        names::ENSURE,
-        ensure_now(app, plan, batches, begin.round_start()),
-    )
-    .await?;
+    let wave = metrics::step(names::ENSURE, ensure_now(app, plan, batches, start)).await?;
     // Counted here, in the step that decides it, not where the workflow sleeps (replayed).
     if !wave.deferred.is_empty() {
         metrics::workflow_rate_limit_wait(wave.rate_limit_sleep());

@@ -19,6 +19,11 @@ pub enum RoundStart {
     /// look-up per round (one call of a rate-limited budget); a retry inside the round still
     /// looks up first, as always.
     New,
+    /// Another process may have started this round and died (a retried workflow step): its
+    /// creates may still be landing. The round waits the provider's settle time (the same as
+    /// after an ambiguous failure of its own), then looks up, so it finds them instead of
+    /// making them again.
+    Resumed,
 }
 
 /// Every method is safe to call again after a crash or a retryable error: creation is keyed by
@@ -31,12 +36,6 @@ pub trait Provider: Send + Sync {
 
     /// Most members of one [`MachineBatch`] (DigitalOcean: 10, its multi-create limit).
     fn max_batch(&self) -> usize;
-
-    /// How long a create already sent may still take to land (the provider's processing of a
-    /// request whose caller timed out or died). A caller that resumes a round another process
-    /// may have started (a retried workflow step) waits this long before its look-up, so the
-    /// dead caller's creates are found instead of repeated.
-    fn settle(&self) -> std::time::Duration;
 
     /// One ensure round for batches of one project: one look-up of the project (and, if any
     /// member has volumes, of the volumes) finds what exists by name; the rest is created —

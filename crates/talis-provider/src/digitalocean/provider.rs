@@ -111,6 +111,13 @@ impl DigitalOcean {
                 format!("{:?} twice in one round", m.instance_id),
             ));
         }
+        if start == RoundStart::Resumed {
+            tracing::info!(
+                settle = ?self.config.settle,
+                "resuming an ensure round another attempt may have started: letting its creates land first"
+            );
+            tokio::time::sleep(self.config.settle).await;
+        }
         let attempts = self.config.ensure_attempts.max(1);
         let mut out: Vec<Option<Result<Vec<Ensured>>>> = batches.iter().map(|_| None).collect();
         for attempt in 1.. {
@@ -370,10 +377,6 @@ impl Provider for DigitalOcean {
 
     fn max_batch(&self) -> usize {
         MAX_BATCH
-    }
-
-    fn settle(&self) -> std::time::Duration {
-        self.config.settle
     }
 
     async fn ensure_round_with(
